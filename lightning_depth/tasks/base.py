@@ -1,0 +1,96 @@
+"""What the mono and stereo LightningModules share: optimiser wiring and a standalone
+evaluation loop (used by the demo report before and after training)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+
+class DepthTask(L.LightningModule):
+    """Base LightningModule: optimizer/scheduler injection and :meth:`evaluate`.
+
+    Args:
+        optimizer: callable ``params -> Optimizer`` (LightningCLI ``class_path``/``init_args``);
+            ``None`` uses :attr:`default_optimizer`.
+        scheduler: optional callable ``optimizer -> LRScheduler``; stepped per epoch and, for
+            ``ReduceLROnPlateau``, on :attr:`monitor`.
+    """
+
+    #: metric the scheduler and checkpoints watch; subclasses override.
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+    def __init__(
+        self,
+        optimizer: Optional[OptimizerCallable] = None,
+        scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
+        super().__init__()
+        self._optimizer_factory = optimizer
+        self._scheduler_factory = scheduler
+
+    def default_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        factory: Callable = self._optimizer_factory or self.default_optimizer
+        optimizer = factory(params)
+        if self._scheduler_factory is None:
+            return optimizer
+        scheduler = self._scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
+        }
+
+    def configure_callbacks(self) -> list:
+        """Checkpoints on :attr:`monitor` plus ``last.ckpt`` (so ``--ckpt_path last``
+        resumes), unless checkpointing is switched off."""
+        if self.trainer is None or self.trainer.checkpoint_callback is None:
+            return []
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        name = self.monitor.replace("/", "_")
+        return [
+            ModelCheckpoint(
+                monitor=self.monitor,
+                mode=self.monitor_mode,
+                save_last=True,
+                filename="epoch{epoch:03d}-" + name + "{" + self.monitor + ":.4f}",
+                auto_insert_metric_name=False,
+            )
+        ]
+
+    def make_metrics(self) -> torch.nn.ModuleDict:
+        """Fresh metric objects for one evaluation pass; subclasses build theirs."""
+        raise NotImplementedError
+
+    def update_metrics(self, metrics: torch.nn.ModuleDict, batch: dict, outputs: Any) -> None:
+        raise NotImplementedError
+
+    def compute_metrics(self, metrics: torch.nn.ModuleDict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict_outputs(self, batch: dict) -> Any:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, dataloader: Iterable[dict]) -> dict[str, float]:
+        """Run the model over ``dataloader`` outside the Trainer loop and return the epoch
+        metrics (the same metric classes as ``validate``). The model's train/eval mode is
+        restored afterwards."""
+        was_training = self.training
+        self.eval()
+        metrics = self.make_metrics().to(self.device)
+        try:
+            for batch in dataloader:
+                batch = self.transfer_batch_to_device(batch, self.device, 0)
+                self.update_metrics(metrics, batch, self.predict_outputs(batch))
+            return {k: float(v) for k, v in self.compute_metrics(metrics).items()}
+        finally:
+            self.train(was_training)
