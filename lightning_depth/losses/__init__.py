@@ -1,1 +1,21 @@
-"""lightning_depth.losses"""
+"""Losses as checked pure functions with thin ``nn.Module`` wrappers."""
+
+from lightning_depth.losses.mono import MonoDepthLoss, mono_depth_loss
+from lightning_depth.losses.smoothness import (
+    DepthSmoothnessLoss,
+    depth_smoothness_edge_aware,
+    depth_smoothness_faithful,
+    image_gradients,
+)
+from lightning_depth.losses.ssim import SSIMLossTF, ssim_tf
+
+__all__ = [
+    "DepthSmoothnessLoss",
+    "MonoDepthLoss",
+    "SSIMLossTF",
+    "depth_smoothness_edge_aware",
+    "depth_smoothness_faithful",
+    "image_gradients",
+    "mono_depth_loss",
+    "ssim_tf",
+]

@@ -33,6 +33,21 @@ class DepthTask(L.LightningModule):
         self._optimizer_factory = optimizer
         self._scheduler_factory = scheduler
 
+    def save_task_hyperparameters(self) -> None:
+        """``save_hyperparameters`` of the subclass' ``__init__`` arguments.
+
+        Under LightningCLI the stored values are the config (``class_path``/``init_args``), so
+        ``load_from_checkpoint`` rebuilds the network from it. Built in Python, the network
+        objects themselves are stored, which Lightning warns about; we keep them on purpose
+        so ``load_from_checkpoint(path)`` needs no arguments either way.
+        """
+        import inspect
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters(frame=inspect.currentframe().f_back)
+
     def default_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         raise NotImplementedError
 

@@ -54,7 +54,7 @@ class MonoDepthModule(DepthTask):
         channels_last: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         self.net = net if net is not None else DepthAutoencoder()
         self.loss_fn = loss if loss is not None else MonoDepthLoss()
         self.ssim_data_range = ssim_data_range

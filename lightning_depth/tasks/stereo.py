@@ -59,7 +59,7 @@ class StereoDepthModule(DepthTask):
         pad_multiple: int = 16,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler)
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         self.net = net if net is not None else AnyNet()
         self.loss_weights = tuple(float(w) for w in loss_weights)
         self.maxdisp = float(maxdisp)

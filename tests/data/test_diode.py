@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import RandomSampler, SequentialSampler
+
+from lightning_depth.data.diode import (
+    DIODEDataModule,
+    DIODEDataset,
+    list_diode_samples,
+    load_diode_sample,
+    split_counts,
+)
+from lightning_depth.data.synth import synthesize_diode
+from lightning_depth.data.transforms import resize_like_cv2
+from lightning_depth.io.errors import DataError
+
+SIZE = (32, 32)
+N = 10
+
+
+@pytest.fixture(scope="module")
+def diode_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("diode")
+    synthesize_diode(root, n=N, size=(64, 48), seed=0)
+    return root
+
+
+@pytest.fixture
+def sample(diode_root, tmp_path) -> tuple[Path, Path, Path]:
+    """A private copy of one sample, free to corrupt."""
+    files = list_diode_samples(diode_root)[0]
+    return tuple(Path(shutil.copy(f, tmp_path / f.name)) for f in files)
+
+
+def test_list_diode_samples_sorted_triples(diode_root):
+    samples = list_diode_samples(diode_root)
+    assert len(samples) == N
+    assert samples == sorted(samples)
+    for image, depth, mask in samples:
+        stem = image.stem
+        assert depth.name == f"{stem}_depth.npy" and mask.name == f"{stem}_depth_mask.npy"
+    indoors = list_diode_samples(diode_root, scene_types=("indoors",))
+    assert 0 < len(indoors) < N and all("indoors" in s[0].parts for s in indoors)
+
+
+def test_load_sample_shapes_and_ranges(diode_root):
+    for image_path, depth_path, mask_path in list_diode_samples(diode_root)[:4]:
+        out = load_diode_sample(image_path, depth_path, mask_path, size=SIZE)
+        assert out["image"].shape == (3, *SIZE) and out["image"].dtype == torch.float32
+        assert out["target"].shape == (1, *SIZE) and out["target"].dtype == torch.float32
+        assert out["mask"].shape == (1, *SIZE) and out["mask"].dtype == torch.bool
+        assert 0 <= out["image"].min() and out["image"].max() <= 1
+        depth = np.load(depth_path)
+        max_depth = min(300, np.percentile(depth, 99))
+        valid = out["target"][out["mask"]]
+        assert valid.numel() > 0
+        assert valid.min() >= 0.1 - 1e-6 and valid.max() <= np.log(max_depth) + 1e-5
+        # The mask is the source mask sampled with cv2's nearest rule: invalid pixels stay out.
+        source_mask = np.load(mask_path) > 0
+        expected = resize_like_cv2(source_mask, SIZE, interpolation="nearest")
+        assert torch.equal(out["mask"][0], torch.from_numpy(expected))
+        assert not expected.all()
+
+
+def _reference_load(cv2, image_path, depth_path, mask_path, size):
+    """The Keras example's DataGenerator.load, with uninitialised log values set to 0.1."""
+    image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, size[::-1]).astype(np.float32) * np.float32(1 / 255)
+    depth = np.load(depth_path).squeeze()
+    mask = np.load(mask_path) > 0
+    max_depth = min(300, np.percentile(depth, 99))
+    depth = np.clip(depth, 0.1, max_depth)
+    out = np.full_like(depth, 0.1)
+    depth = np.log(depth, where=mask, out=out)
+    depth = np.ma.masked_where(~mask, depth)
+    depth = np.clip(depth, 0.1, np.log(max_depth))
+    depth = cv2.resize(np.asarray(depth), size[::-1]).astype(np.float32)
+    return image, depth
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 56)])
+def test_load_sample_matches_cv2_reference(diode_root, size):
+    cv2 = pytest.importorskip("cv2")
+    for files in list_diode_samples(diode_root)[:3]:
+        ours = load_diode_sample(*files, size=size)
+        image, depth = _reference_load(cv2, *files, size)
+        assert torch.equal(ours["image"], torch.from_numpy(image).permute(2, 0, 1))
+        np.testing.assert_allclose(ours["target"][0].numpy(), depth, atol=1e-5)
+
+
+def test_far_depth_takes_the_300m_bound_as_the_reference(sample):
+    cv2 = pytest.importorskip("cv2")
+    image, depth_path, mask_path = sample
+    depth = np.load(depth_path)
+    depth[:4] = 500.0  # > 1% of pixels beyond 300 m: max_depth is the int 300 (float64 math)
+    np.save(depth_path, depth)
+    ours = load_diode_sample(image, depth_path, mask_path, size=SIZE)
+    _, reference = _reference_load(cv2, image, depth_path, mask_path, SIZE)
+    np.testing.assert_allclose(ours["target"][0].numpy(), reference, atol=1e-5)
+    assert ours["target"].max() == pytest.approx(np.log(300), abs=1e-5)
+
+
+def test_invalid_pixels_are_defined_as_lower_bound(sample):
+    image, depth_path, mask_path = sample
+    mask = np.zeros((48, 64), np.float32)
+    mask[:, 32:] = 1
+    np.save(mask_path, mask)
+    out = load_diode_sample(image, depth_path, mask_path, size=(48, 64))
+    assert torch.all(out["target"][0, :, :31] == np.float32(0.1))
+    assert not out["mask"][0, :, :32].any() and out["mask"][0, :, 32:].all()
+
+
+def test_dataset_items_and_names(diode_root):
+    ds = DIODEDataset.from_root(diode_root, size=SIZE)
+    assert len(ds) == N
+    item = ds[0]
+    assert set(item) == {"image", "target", "mask", "name"}
+    assert item["name"] == list_diode_samples(diode_root)[0][0].stem
+
+
+def test_hflip_flips_image_target_and_mask_together(diode_root):
+    files = list_diode_samples(diode_root)[:1]
+    plain = DIODEDataset(files, size=SIZE)[0]
+    flipping = DIODEDataset(files, size=SIZE, hflip=True)
+    flipped_seen = unflipped_seen = 0
+    for _ in range(12):
+        item = flipping[0]
+        if torch.equal(item["image"], plain["image"]):
+            unflipped_seen += 1
+            assert torch.equal(item["target"], plain["target"])
+            assert torch.equal(item["mask"], plain["mask"])
+        else:
+            flipped_seen += 1
+            for key in ("image", "target", "mask"):
+                assert torch.equal(item[key], plain[key].flip(-1)), key
+    assert flipped_seen and unflipped_seen
+
+
+def test_split_counts():
+    assert split_counts(10, (0.8, 0.1, 0.1)) == [8, 1, 1]
+    assert split_counts(3, (0.8, 0.1, 0.1)) == [1, 1, 1]
+    assert split_counts(7, (0.5, 0.5, 0.0)) == [4, 3, 0]
+    assert sum(split_counts(101, (0.7, 0.2, 0.1))) == 101
+    with pytest.raises(DataError, match="cannot split 2 samples into 3 non-empty parts"):
+        split_counts(2, (0.8, 0.1, 0.1))
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_counts(10, (0.8, 0.1, 0.2))
+
+
+def test_datamodule_splits_are_disjoint_and_cover_all(diode_root):
+    dm = DIODEDataModule(str(diode_root), size=SIZE, batch_size=3, fractions=(0.6, 0.2, 0.2))
+    dm.setup("fit")
+    parts = [set(dm.train_files), set(dm.val_files), set(dm.test_files)]
+    assert [len(p) for p in parts] == [6, 2, 2]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert set.union(*parts) == set(list_diode_samples(diode_root))
+    again = DIODEDataModule(str(diode_root), size=SIZE, fractions=(0.6, 0.2, 0.2))
+    again.setup("fit")
+    assert again.val_files == dm.val_files
+    other = DIODEDataModule(str(diode_root), size=SIZE, fractions=(0.6, 0.2, 0.2), seed=1)
+    other.setup("fit")
+    assert other.val_files != dm.val_files or other.test_files != dm.test_files
+
+
+def test_datamodule_loaders(diode_root):
+    dm = DIODEDataModule(str(diode_root), size=SIZE, batch_size=4, eval_batch_size=2, hflip=False)
+    dm.setup("fit")
+    train = dm.train_dataloader()
+    assert isinstance(train.sampler, RandomSampler) and not train.drop_last
+    assert isinstance(dm.val_dataloader().sampler, SequentialSampler)
+    assert isinstance(dm.test_dataloader().sampler, SequentialSampler)
+    assert not train.persistent_workers
+    batch = next(iter(train))
+    assert batch["image"].shape == (4, 3, *SIZE) and batch["target"].shape == (4, 1, *SIZE)
+    assert batch["mask"].shape == (4, 1, *SIZE) and batch["mask"].dtype == torch.bool
+    assert len(batch["name"]) == 4 and all(isinstance(n, str) for n in batch["name"])
+    assert next(iter(dm.val_dataloader()))["image"].shape[0] == 1  # 10 * 0.1 = 1 sample
+    assert sum(len(b["name"]) for b in train) == len(dm.train_files)  # nothing dropped
+
+
+def test_datamodule_generates_into_empty_root(tmp_path):
+    root = tmp_path / "cache"
+    dm = DIODEDataModule(
+        str(root), size=SIZE, synth_samples=4, synth_size=(40, 30), fractions=(0.5, 0.25, 0.25)
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.train_files) == 2 and len(dm.val_files) == 1 and len(dm.test_files) == 1
+    stamp = dm.train_files[0][0].stat().st_mtime_ns
+    DIODEDataModule(str(root), synth_samples=4, synth_size=(40, 30)).prepare_data()
+    assert dm.train_files[0][0].stat().st_mtime_ns == stamp  # not regenerated
+
+
+def test_datamodule_too_few_samples(tmp_path):
+    synthesize_diode(tmp_path, n=2, size=(16, 12))
+    with pytest.raises(DataError, match="cannot split 2 samples into 3 non-empty parts"):
+        DIODEDataModule(str(tmp_path)).setup("fit")
+
+
+# -- bad inputs ----------------------------------------------------------------------------
+
+
+def test_empty_root_names_path_and_layout(tmp_path):
+    with pytest.raises(
+        DataError,
+        match=r"DIODE root .* holds no samples: searched .*val.indoors.*expected the layout <root>/<split>/",
+    ):
+        list_diode_samples(tmp_path)
+    with pytest.raises(DataError, match=r"missing.* does not exist"):
+        DIODEDataModule(str(tmp_path / "missing")).setup("fit")
+
+
+def test_missing_mask_file_is_named(diode_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(diode_root, root)
+    image, _, mask = list_diode_samples(root)[3]
+    mask.unlink()
+    with pytest.raises(
+        DataError, match=re.escape(f"missing depth mask file {mask} for image {image}")
+    ):
+        list_diode_samples(root)
+
+
+def test_corrupt_png(sample):
+    image, depth, mask = sample
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=re.escape(f"image {image} is corrupt or truncated")):
+        load_diode_sample(image, depth, mask, size=SIZE)
+
+
+def test_depth_mask_shape_mismatch(sample):
+    image, depth, mask = sample
+    np.save(mask, np.ones((47, 64), np.float32))
+    with pytest.raises(
+        DataError,
+        match=re.escape(f"depth mask file {mask} is 47x64 but depth file {depth} is 48x64"),
+    ):
+        load_diode_sample(image, depth, mask, size=SIZE)
+
+
+def test_image_depth_shape_mismatch(sample):
+    image, depth, mask = sample
+    np.save(depth, np.ones((48, 60, 1), np.float32))
+    np.save(mask, np.ones((48, 60), np.float32))
+    with pytest.raises(
+        DataError, match=re.escape(f"image {image} is 48x64 but depth file {depth} is 48x60")
+    ):
+        load_diode_sample(image, depth, mask, size=SIZE)
+
+
+def test_nan_depth(sample):
+    image, depth, mask = sample
+    values = np.load(depth)
+    values[3, 4, 0] = np.nan
+    np.save(depth, values)
+    with pytest.raises(
+        DataError, match=re.escape(f"depth file {depth} holds 1 NaN and 0 inf values")
+    ):
+        load_diode_sample(image, depth, mask, size=SIZE)
+
+
+def test_negative_depth(sample):
+    image, depth, mask = sample
+    values = np.load(depth)
+    values[0, 0, 0] = -2
+    np.save(depth, values)
+    with pytest.raises(DataError, match=re.escape(f"depth file {depth} holds 1 negative values")):
+        load_diode_sample(image, depth, mask, size=SIZE)
+
+
+def test_wrong_depth_shape(sample):
+    image, depth, mask = sample
+    np.save(depth, np.ones((48, 64, 3), np.float32))
+    with pytest.raises(DataError, match=r"has shape \(48, 64, 3\); expected \(H, W, 1\)"):
+        load_diode_sample(image, depth, mask, size=SIZE)
+
+
+def test_all_zero_depth(sample):
+    image, depth, mask = sample
+    np.save(depth, np.zeros((48, 64, 1), np.float32))
+    with pytest.raises(
+        DataError, match=re.escape(f"depth file {depth}: over 99% of pixels have depth 0")
+    ):
+        load_diode_sample(image, depth, mask, size=SIZE)
