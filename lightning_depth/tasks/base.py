@@ -64,8 +64,10 @@ class DepthTask(L.LightningModule):
         }
 
     def configure_callbacks(self) -> list:
-        """Checkpoints on :attr:`monitor` plus ``last.ckpt`` (so ``--ckpt_path last``
-        resumes), unless checkpointing is switched off."""
+        """Two checkpoints, unless checkpointing is switched off: the best on
+        :attr:`monitor`, and the latest epoch with ``last.ckpt`` linked to it (so
+        ``--ckpt_path last`` resumes from the newest state even when it is not the best;
+        Lightning's own ``save_last`` only refreshes on epochs that improved the monitor)."""
         if self.trainer is None or self.trainer.checkpoint_callback is None:
             return []
         from lightning.pytorch.callbacks import ModelCheckpoint
@@ -75,10 +77,15 @@ class DepthTask(L.LightningModule):
             ModelCheckpoint(
                 monitor=self.monitor,
                 mode=self.monitor_mode,
-                save_last=True,
-                filename="epoch{epoch:03d}-" + name + "{" + self.monitor + ":.4f}",
+                filename="best-epoch{epoch:03d}-" + name + "{" + self.monitor + ":.4f}",
                 auto_insert_metric_name=False,
-            )
+            ),
+            ModelCheckpoint(
+                save_top_k=1,
+                filename="latest-epoch{epoch:03d}",
+                save_last="link",
+                auto_insert_metric_name=False,
+            ),
         ]
 
     def make_metrics(self) -> torch.nn.ModuleDict:

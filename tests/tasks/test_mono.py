@@ -24,7 +24,6 @@ def _batch(n: int = 2, size: int = 32) -> dict:
     return {"image": image, "target": target, "mask": mask, "name": [f"s{i}" for i in range(n)]}
 
 
-
 def test_default_optimizer_is_keras_adam() -> None:
     module = MonoDepthModule(net=DepthAutoencoder(depth=3))
     opt = module.configure_optimizers()
@@ -44,7 +43,9 @@ def test_training_reduces_loss_on_one_batch() -> None:
     for _ in range(30):
         opt.zero_grad()
         pred = module(batch["image"])
-        loss = module.loss_fn(pred, batch["target"], mask=batch["mask"], image=batch["image"])["loss"]
+        loss = module.loss_fn(pred, batch["target"], mask=batch["mask"], image=batch["image"])[
+            "loss"
+        ]
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -56,13 +57,21 @@ def test_evaluate_matches_trainer_validate(tmp_path) -> None:
     module = MonoDepthModule(net=DepthAutoencoder(depth=3))
     batches = [_batch(2), _batch(3)]
     loader = DataLoader(
-        [{k: (v[i] if k != "name" else v[i]) for k, v in b.items()} for b in batches for i in range(len(b["name"]))],
+        [
+            {k: (v[i] if k != "name" else v[i]) for k, v in b.items()}
+            for b in batches
+            for i in range(len(b["name"]))
+        ],
         batch_size=2,
     )
     manual = module.evaluate(loader)
     trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     logged = trainer.validate(module, loader, verbose=False)[0]
     for key in ("ssim", "abs_rel", "rmse", "delta1"):
@@ -108,4 +117,6 @@ def test_channels_last_keeps_numerics() -> None:
 
 
 def test_ssim_data_range_default_is_largest_target() -> None:
-    assert MonoDepthModule(net=DepthAutoencoder(depth=3)).ssim_data_range == pytest.approx(math.log(300))
+    assert MonoDepthModule(net=DepthAutoencoder(depth=3)).ssim_data_range == pytest.approx(
+        math.log(300)
+    )
