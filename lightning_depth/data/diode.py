@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_depth.data.loaders import make_loader
 from lightning_depth.data.transforms import hflip as flip_lr
 from lightning_depth.data.transforms import resize_like_cv2, to_chw_tensor
 from lightning_depth.io.errors import DataError
@@ -416,15 +417,14 @@ class DIODEDataModule(L.LightningDataModule):
         self._is_setup = True
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        return make_loader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            # Keep the last partial batch: tiny demo sets would otherwise lose samples.
-            drop_last=False,
+            trainer=self.trainer,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_depth.data.loaders import make_loader
 from lightning_depth.data.synth import render_scene
 from lightning_depth.io.errors import DataError
 from lightning_depth.io.images import read_rgb
@@ -395,13 +396,14 @@ class MonkaaDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(
+        return make_loader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=hp.num_workers,
             pin_memory=hp.pin_memory,
-            persistent_workers=hp.persistent_workers and hp.num_workers > 0,
+            persistent_workers=hp.persistent_workers,
+            trainer=self.trainer,
         )
 
     def train_dataloader(self) -> DataLoader:
