@@ -7,20 +7,66 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Optional, Sequence
 
+import lightning as L
+import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 
 from lightning_depth.tasks.base import DepthTask
 
 TOOLS = ("synth",)
 
 
+class LoggedConfig(SaveConfigCallback):
+    """Saves the resolved config next to the logs, as LightningCLI does, and also puts it in
+    the W&B run's config (LightningCLI does not do that by itself) together with the
+    model's parameter count."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        params = sum(p.numel() for p in pl_module.parameters())
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                config = self.parser.dump(self.config, skip_none=False, format="json")
+                logger.experiment.config.update(
+                    {"config": json.loads(config), "num_parameters": params},
+                    allow_val_change=True,
+                )
+            else:
+                logger.log_hyperparams({"num_parameters": params})
+
+
 class DepthCLI(LightningCLI):
     """LightningCLI for the depth tasks: any :class:`DepthTask` and any DataModule, chosen by
-    ``class_path`` in the config."""
+    ``class_path`` in the config.
+
+    Before ``fit``/``validate``/``test`` it refuses ``bf16`` precision on a GPU without
+    bfloat16 support (V100, GTX 10xx) with a clear message, rather than letting it fail or
+    crawl later.
+    """
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        check_precision(
+            config.get("trainer", {}).get("precision"), config.get("trainer", {}).get("accelerator")
+        )
+
+
+def check_precision(precision: object, accelerator: object) -> None:
+    """Raise if ``precision`` asks for bfloat16 on a CUDA device that lacks it."""
+    if precision is None or "bf16" not in str(precision):
+        return
+    if str(accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            name = torch.cuda.get_device_name()
+            raise ValueError(
+                f"precision={precision} needs a GPU with bfloat16 support (Ampere or newer); "
+                f"{name} has none. Use configs/trainer/v100.yaml (16-mixed) or 32-true."
+            )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -80,6 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=42,
+        save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         args=args,
     )

@@ -64,16 +64,25 @@ class DepthTask(L.LightningModule):
         }
 
     def configure_callbacks(self) -> list:
-        """Two checkpoints, unless checkpointing is switched off: the best on
-        :attr:`monitor`, and the latest epoch with ``last.ckpt`` linked to it (so
-        ``--ckpt_path last`` resumes from the newest state even when it is not the best;
-        Lightning's own ``save_last`` only refreshes on epochs that improved the monitor)."""
-        if self.trainer is None or self.trainer.checkpoint_callback is None:
-            return []
-        from lightning.pytorch.callbacks import ModelCheckpoint
+        """Callbacks every run of a depth task wants.
 
+        With a logger: learning-rate logging and validation picture panels
+        (:class:`~lightning_depth.callbacks.PredictionPanels`). Unless checkpointing is off,
+        two checkpoints: the best on :attr:`monitor`, and the latest epoch with ``last.ckpt``
+        linked to it, so ``--ckpt_path last`` resumes from the newest state even when it is
+        not the best (Lightning's own ``save_last`` only refreshes on epochs that improved
+        the monitor)."""
+        from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+        from lightning_depth.callbacks.panels import PredictionPanels
+
+        callbacks: list = []
+        if self.trainer is not None and self.trainer.loggers:
+            callbacks += [LearningRateMonitor(logging_interval="epoch"), PredictionPanels()]
+        if self.trainer is None or self.trainer.checkpoint_callback is None:
+            return callbacks
         name = self.monitor.replace("/", "_")
-        return [
+        return callbacks + [
             ModelCheckpoint(
                 monitor=self.monitor,
                 mode=self.monitor_mode,
