@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_depth.data.loaders import make_loader
+from lightning_depth.data.loaders import Item, make_loader, split_item
 from lightning_depth.data.transforms import hflip as flip_lr
 from lightning_depth.data.transforms import resize_like_cv2, to_chw_tensor
 from lightning_depth.io.errors import DataError
@@ -246,10 +246,12 @@ class MonoDepthFilesDataset(Dataset):
     def sample_name(self, index: int) -> str:
         return self.files[index][0].stem
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: Item) -> dict:
+        # (index, seed) from the training sampler makes the flip reproducible on resume
+        index, generator = split_item(item)
         image, depth, mask = self.files[index]
         sample = load_diode_sample(image, depth, mask, size=self.size)
-        if self.hflip and bool(torch.rand(()) < 0.5):
+        if self.hflip and bool(torch.rand((), generator=generator) < 0.5):
             sample["image"], sample["target"], sample["mask"] = flip_lr(
                 sample["image"], sample["target"], sample["mask"]
             )
@@ -425,6 +427,7 @@ class DIODEDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             trainer=self.trainer,
+            seed=self.seed,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_depth.data.loaders import make_loader
+from lightning_depth.data.loaders import Item, make_loader, split_item
 from lightning_depth.data.synth import render_scene
 from lightning_depth.io.errors import DataError
 from lightning_depth.io.images import read_rgb
@@ -178,7 +178,9 @@ class MonkaaDataset(Dataset):
             )
         return left, right, disparity
 
-    def _window(self, index: int, height: int, width: int) -> tuple[int, int, int, int]:
+    def _window(
+        self, index: int, height: int, width: int, generator: Optional[torch.Generator] = None
+    ) -> tuple[int, int, int, int]:
         """Crop window ``(top, left, h, w)`` for this item."""
         if self.training:
             ch, cw = self.crop_size
@@ -187,8 +189,8 @@ class MonkaaDataset(Dataset):
                     f"crop_size {self.crop_size} is larger than the {height}x{width} (HxW) image "
                     f"{self.samples[index][0]}; lower crop_size"
                 )
-            top = int(torch.randint(0, height - ch + 1, ()).item())
-            left = int(torch.randint(0, width - cw + 1, ()).item())
+            top = int(torch.randint(0, height - ch + 1, (), generator=generator).item())
+            left = int(torch.randint(0, width - cw + 1, (), generator=generator).item())
             return top, left, ch, cw
         if self.eval_mode == "crop":
             ch, cw = self.eval_size or (_round_down(height), _round_down(width))
@@ -200,10 +202,12 @@ class MonkaaDataset(Dataset):
             return (height - ch) // 2, (width - cw) // 2, ch, cw
         return 0, 0, height, width
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: Item) -> dict:
+        # (index, seed) from the training sampler makes the crop reproducible on resume
+        index, generator = split_item(item)
         left, right, disparity = self.read(index)
         height, width = disparity.shape
-        top, x0, h, w = self._window(index, height, width)
+        top, x0, h, w = self._window(index, height, width, generator)
         window = (slice(top, top + h), slice(x0, x0 + w))
         mean = torch.tensor(IMAGENET_MEAN)
         std = torch.tensor(IMAGENET_STD)
@@ -404,6 +408,7 @@ class MonkaaDataModule(pl.LightningDataModule):
             pin_memory=hp.pin_memory,
             persistent_workers=hp.persistent_workers,
             trainer=self.trainer,
+            seed=hp.seed,
         )
 
     def train_dataloader(self) -> DataLoader:

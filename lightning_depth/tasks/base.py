@@ -34,12 +34,14 @@ class DepthTask(L.LightningModule):
         self._scheduler_factory = scheduler
 
     def save_task_hyperparameters(self) -> None:
-        """``save_hyperparameters`` of the subclass' ``__init__`` arguments.
+        """``save_hyperparameters`` of the subclass' ``__init__`` arguments, without module
+        objects.
 
         Under LightningCLI the stored values are the config (``class_path``/``init_args``), so
-        ``load_from_checkpoint`` rebuilds the network from it. Built in Python, the network
-        objects themselves are stored, which Lightning warns about; we keep them on purpose
-        so ``load_from_checkpoint(path)`` needs no arguments either way.
+        ``load_from_checkpoint(path)`` rebuilds the network from it. Built in Python, the
+        arguments are module objects; those are dropped (a checkpoint holds their weights,
+        and pickled modules would not load with ``torch.load(weights_only=True)``), so pass
+        the same ``net=...`` to ``load_from_checkpoint`` then.
         """
         import inspect
         import warnings
@@ -47,6 +49,10 @@ class DepthTask(L.LightningModule):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters(frame=inspect.currentframe().f_back)
+        modules = [k for k, v in self.hparams.items() if isinstance(v, torch.nn.Module)]
+        self.remove_ignored_hparams(modules)
+        for key in modules:
+            self._hparams_initial.pop(key, None)
 
     def default_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         raise NotImplementedError
@@ -71,12 +77,14 @@ class DepthTask(L.LightningModule):
         two checkpoints: the best on :attr:`monitor`, and the latest epoch with ``last.ckpt``
         linked to it, so ``--ckpt_path last`` resumes from the newest state even when it is
         not the best (Lightning's own ``save_last`` only refreshes on epochs that improved
-        the monitor)."""
+        the monitor). Always
+        :class:`~lightning_depth.callbacks.resume.CheckpointOnSigterm`."""
         from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
         from lightning_depth.callbacks.panels import PredictionPanels
+        from lightning_depth.callbacks.resume import CheckpointOnSigterm
 
-        callbacks: list = []
+        callbacks: list = [CheckpointOnSigterm()]
         if self.trainer is not None and self.trainer.loggers:
             callbacks += [LearningRateMonitor(logging_interval="epoch"), PredictionPanels()]
         if self.trainer is None or self.trainer.checkpoint_callback is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
 
 from lightning_depth.data.diode import (
     DIODEDataModule,
@@ -16,6 +16,7 @@ from lightning_depth.data.diode import (
     load_diode_sample,
     split_counts,
 )
+from lightning_depth.data.loaders import SeededShuffleSampler
 from lightning_depth.data.synth import synthesize_diode
 from lightning_depth.data.transforms import resize_like_cv2
 from lightning_depth.io.errors import DataError
@@ -172,7 +173,8 @@ def test_datamodule_loaders(diode_root):
     dm = DIODEDataModule(str(diode_root), size=SIZE, batch_size=4, eval_batch_size=2, hflip=False)
     dm.setup("fit")
     train = dm.train_dataloader()
-    assert isinstance(train.sampler, RandomSampler) and not train.drop_last
+    assert isinstance(train.sampler, SeededShuffleSampler) and not train.drop_last
+    assert train.sampler.seed == dm.seed
     assert isinstance(dm.val_dataloader().sampler, SequentialSampler)
     assert isinstance(dm.test_dataloader().sampler, SequentialSampler)
     assert not train.persistent_workers
