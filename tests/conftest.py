@@ -14,7 +14,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--device", action="store", default="cpu", help="device for the `device` fixture (cpu, cuda)"
+        "--device",
+        action="store",
+        default="cpu",
+        help="device for the `device` fixture (cpu, cuda)",
     )
     parser.addoption(
         "--dtype",

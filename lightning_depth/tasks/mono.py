@@ -14,6 +14,7 @@ from torchmetrics.image import StructuralSimilarityIndexMeasure
 from lightning_depth.losses.mono import MonoDepthLoss
 from lightning_depth.metrics.depth import DepthMetrics, depth_metrics_per_sample
 from lightning_depth.models.autoencoder import DepthAutoencoder
+from lightning_depth.optim import KerasAdam
 from lightning_depth.tasks.base import DepthTask
 from lightning_depth.viz import colorize, to_uint8_image
 
@@ -33,7 +34,8 @@ class MonoDepthModule(DepthTask):
     Args:
         net: the network; default ``DepthAutoencoder(depth=4)``.
         loss: the loss module; default the faithful :class:`MonoDepthLoss`.
-        optimizer: ``params -> Optimizer``; default Adam(lr=2e-4, eps=1e-7) as Keras' Adam.
+        optimizer: ``params -> Optimizer``; default :class:`~lightning_depth.optim.KerasAdam`
+            (lr=2e-4), the original's Keras Adam update.
         scheduler: optional ``optimizer -> LRScheduler``.
         ssim_data_range: data range of the SSIM metric, in log-depth units (default log(300),
             the largest target the preprocessing produces).
@@ -65,7 +67,7 @@ class MonoDepthModule(DepthTask):
         self.test_metrics = self.make_metrics()
 
     def default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=2e-4, eps=1e-7)
+        return KerasAdam(params, lr=2e-4, eps=1e-7)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -114,7 +116,14 @@ class MonoDepthModule(DepthTask):
     # -- steps ---------------------------------------------------------------------------
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         pred = self(batch["image"])
-        terms = self.loss_fn(pred, batch["target"], mask=batch.get("mask"), image=batch["image"])
+        # The loss (SSIM's divisions, exp-weighted smoothness) runs in float32 under autocast.
+        with torch.autocast(self.device.type, enabled=False):
+            terms = self.loss_fn(
+                pred.float(),
+                batch["target"].float(),
+                mask=batch.get("mask"),
+                image=batch["image"].float(),
+            )
         bs = batch["image"].shape[0]
         on_step = stage == "train"
         self.log(

@@ -125,13 +125,14 @@ class StereoDepthModule(DepthTask):
 
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
         preds = self(batch["left"], batch["right"])
-        total, per_stage = multi_stage_smooth_l1(
-            preds,
-            batch["disparity"],
-            weights=self.stage_weights(),
-            maxdisp=self.maxdisp,
-            beta=self.beta,
-        )
+        with torch.autocast(self.device.type, enabled=False):
+            total, per_stage = multi_stage_smooth_l1(
+                [p.float() for p in preds],
+                batch["disparity"],
+                weights=self.stage_weights(),
+                maxdisp=self.maxdisp,
+                beta=self.beta,
+            )
         bs = batch["left"].shape[0]
         on_step = stage == "train"
         self.log(

@@ -14,6 +14,7 @@ from torch import nn
 from lightning_depth.convert.keras import keras_to_torch, keras_variables, torch_to_keras
 from lightning_depth.losses.mono import MonoDepthLoss
 from lightning_depth.models.autoencoder import DepthAutoencoder
+from lightning_depth.optim import KerasAdam
 from tests.parity.conftest import HEIGHT, WIDTH, nchw_to_nhwc, randomize_, rel_diff
 
 pytestmark = pytest.mark.parity
@@ -113,8 +114,8 @@ def test_three_adam_steps_match(rk, random_batch):
       so PyTorch's ``Adam(lr=2e-4, eps=1e-7)`` is not Keras' ``Adam(2e-4)``: elements whose
       gradient is near ``eps / sqrt(1 - 0.999^t)`` (3.2e-6 at step 1) move differently. With
       a constant ``eps=1e-7`` the weights differ by up to 2e-3 relative after three steps
-      and the third loss by 1.6e-4; the PyTorch optimizer here gets Keras' eps each step
-      (:func:`keras_adam_eps`).
+      and the third loss by 1.6e-4; the port's :class:`KerasAdam` applies Keras' eps each step
+      (:class:`~lightning_depth.optim.KerasAdam`, checked against :func:`keras_adam_eps`).
     * BN moving variance: PyTorch averages the unbiased batch variance (``n / (n - 1)``,
       ``n = B * H * W`` at the layer), Keras the biased one. At ``n = 2 * 8 * 8`` (the deepest
       4-1-4 layer on 64x64) this alone gives 2e-4 relative after three steps, so PyTorch's
@@ -133,14 +134,16 @@ def test_three_adam_steps_match(rk, random_batch):
     torch_to_keras(net, model)
     initial = copy.deepcopy(net.state_dict())
     batch_var = _BatchVariance(net)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
+    optimizer = KerasAdam(net.parameters(), lr=lr, eps=eps)
     loss_fn = MonoDepthLoss()
 
     net.train()
     for step in range(1, 4):
         x, y = random_batch(step)
-        for group in optimizer.param_groups:
-            group["eps"] = keras_adam_eps(eps, beta2, step)
+        if step > 1:  # KerasAdam sets this itself; check it is what Keras implies
+            assert optimizer.param_groups[0]["eps"] == pytest.approx(
+                keras_adam_eps(eps, beta2, step - 1)
+            )
         optimizer.zero_grad()
         loss = loss_fn(net(x), y)["loss"]
         loss.backward()

@@ -1,0 +1,523 @@
+"""AnyNet: anytime stereo disparity estimation (Wang et al., ICRA 2019).
+
+A port of mileyan/AnyNet (``models/anynet.py``, ``models/submodules.py``) that runs on any
+device and dtype: the SPN is :func:`~lightning_depth.models.spn.spn_left_to_right` instead of
+a compiled CUDA extension, and no tensor is created on a fixed device.
+
+Pipeline for a ``(B, 3, H, W)`` pair, ``H`` and ``W`` multiples of 16:
+
+1. a small U-Net gives features at 1/16, 1/8 and 1/4 resolution (shared by both views);
+2. stage 1: full L1 cost volume over ``maxdisplist[0]`` disparities at 1/16, a 3D network,
+   ``softmax(-cost)`` regression, bilinear upsampling to full resolution (disparity scaled);
+3. stages 2 and 3: residual cost volume over ``-(m-1) .. m-1`` around the previous estimate at
+   1/8 and 1/4, the same head; the residual is added to the previous full-resolution estimate;
+4. stage 4 (``spn_channels > 0``): spatial propagation of the stage-3 estimate at 1/4,
+   gated by features of the left image.
+
+Every stage returns a full-resolution ``(B, 1, H, W)`` disparity; ``stages=k`` stops after k.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from lightning_depth.models.cost_volume import full_cost_volume, residual_cost_volume
+from lightning_depth.models.spn import spn_left_to_right
+
+__all__ = [
+    "AnyNet",
+    "CostFilter3d",
+    "PreActConv2d",
+    "PreActConv3d",
+    "SPNRefinement",
+    "UNetFeatureExtractor",
+    "conv3d_depth_major",
+    "disparity_regression",
+]
+
+
+class PreActConv2d(nn.Module):
+    """BatchNorm - ReLU - Conv2d without bias (the original ``preconv2d``).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        stride: convolution stride (kernel 3, padding 1).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.relu(self.bn(x), inplace=True))
+
+
+class _SumDepthTaps(torch.autograd.Function):
+    """``out[d] = taps[d - 1, tap 0] + taps[d, tap 1] + taps[d + 1, tap 2]`` per volume.
+
+    An explicit backward (one gradient buffer, three shifted copies) instead of autograd's
+    slice backwards, which zero-fill a full-size buffer per slice: that was ~10% of a training
+    step on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, taps: torch.Tensor, depth: int) -> torch.Tensor:
+        n, c3, h, w = taps.shape
+        o = c3 // 3
+        t = taps.view(n // depth, depth, 3, o, h, w)
+        ctx.depth = depth
+        ctx.memory_format = _memory_format(taps)
+        out = torch.empty(
+            (n, o, h, w), dtype=taps.dtype, device=taps.device, memory_format=ctx.memory_format
+        )
+        v = out.view(n // depth, depth, o, h, w)
+        v.copy_(t[:, :, 1])
+        v[:, 1:] += t[:, :-1, 0]
+        v[:, :-1] += t[:, 1:, 2]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        n, o, h, w = grad_out.shape
+        depth = ctx.depth
+        grad = torch.empty(
+            (n, 3 * o, h, w),
+            dtype=grad_out.dtype,
+            device=grad_out.device,
+            memory_format=ctx.memory_format,
+        )
+        gv = grad.view(n // depth, depth, 3, o, h, w)
+        g = grad_out.reshape(n // depth, depth, o, h, w)
+        gv[:, :, 1] = g
+        gv[:, :-1, 0] = g[:, 1:]
+        gv[:, -1, 0] = 0
+        gv[:, 1:, 2] = g[:, :-1]
+        gv[:, 0, 2] = 0
+        return grad, None
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    if x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def conv3d_depth_major(x: torch.Tensor, weight: torch.Tensor, depth: int) -> torch.Tensor:
+    """3x3x3 convolution (stride 1, zero padding 1, no bias) of a depth-major volume.
+
+    Equals ``F.conv3d`` on ``(B, C, D, H, W)``, but takes and returns the volume as
+    ``(B * D, C, H, W)`` (depth slices stacked in the batch dimension) and runs as one 2D
+    convolution with the three depth taps as extra output channels, then adds the taps of the
+    neighbouring slices. Why: on CPU, ``F.conv3d`` sends batch-1 volumes to a slow im2col path
+    (oneDNN is used only above a size heuristic), 20-40x slower than this at AnyNet's sizes;
+    2D convolutions with a batch > 1 always reach oneDNN. Channels-last ``x`` (as
+    :class:`CostFilter3d` passes it) stays channels-last.
+
+    Args:
+        x: ``(B * D, C, H, W)`` volume, depth-major.
+        weight: ``(O, C, 3, 3, 3)`` ``nn.Conv3d`` weight.
+        depth: ``D``.
+
+    Returns:
+        ``(B * D, O, H, W)``.
+    """
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    if weight.shape[1:] != (c, 3, 3, 3) or n % depth:
+        raise ValueError(
+            f"conv3d_depth_major: need x (B * D, C, H, W) with D = {depth} and weight "
+            f"(O, C, 3, 3, 3), got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    if c == 1:
+        # One input channel: the depth slices become the input channels of a 2D convolution
+        # with a banded weight (output slice d sees input slices d-1..d+1). It writes the
+        # depth-major output directly, and oneDNN handles it 2-3x faster (forward and
+        # backward) than a convolution with one input channel.
+        out = F.conv2d(x.reshape(n // depth, depth, h, w), _banded_weight(weight, depth), padding=1)
+        return out.view(n, o, h, w)
+    # (O, C, kd, kh, kw) -> (kd * O, C, kh, kw): output channel block k holds depth tap k.
+    taps = F.conv2d(x, weight.permute(2, 0, 1, 3, 4).reshape(3 * o, c, 3, 3), padding=1)
+    return _SumDepthTaps.apply(taps, depth)
+
+
+def _banded_weight(weight: torch.Tensor, depth: int) -> torch.Tensor:
+    """``(O, 1, 3, 3, 3)`` -> ``(D * O, D, 3, 3)`` with ``[d * O + o, d + k - 1] = weight[o, 0, k]``."""
+    o = weight.shape[0]
+    band = weight.new_zeros(depth, o, depth + 2, 3, 3)
+    for d in range(depth):
+        band[d, :, d : d + 3] = weight[:, 0]
+    return band[:, :, 1 : depth + 1].reshape(depth * o, depth, 3, 3)
+
+
+class PreActConv3d(nn.Module):
+    """BatchNorm - ReLU - Conv3d (3x3x3, no bias) (the original ``batch_relu_conv3d``).
+
+    ``forward`` takes ``(B, C, D, H, W)``; :class:`CostFilter3d` calls
+    :meth:`forward_depth_major` to keep the volume as ``(B * D, C, H, W)`` between layers.
+    ``bn`` is a ``BatchNorm2d`` applied to that depth-major layout: it computes the same
+    statistics as the original's ``BatchNorm3d`` on ``(B, C, D, H, W)`` and has the same
+    parameters, buffers and state-dict keys.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.conv = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False)
+
+    def forward_depth_major(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+        """``(B * D, C, H, W)`` -> ``(B * D, O, H, W)``."""
+        x = F.relu(self.bn(x), inplace=True)
+        if x.shape[1] > 1:
+            # oneDNN's channels-last kernels are 1.5-3x faster than NCHW ones for these few
+            # channels, backward more so (measured on CPU).
+            x = x.contiguous(memory_format=torch.channels_last)
+        return conv3d_depth_major(x, self.conv.weight, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, D, H, W)`` -> ``(B, O, D, H, W)``."""
+        b, c, d, h, w = x.shape
+        x = x.transpose(1, 2).reshape(b * d, c, h, w)
+        out = self.forward_depth_major(x, d)
+        return out.reshape(b, d, -1, h, w).transpose(1, 2)
+
+
+class _DownBlock(nn.Module):
+    """Max-pool by 2, then ``num_convs`` pre-activation convolutions."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_convs: int) -> None:
+        super().__init__()
+        layers = [
+            PreActConv2d(in_channels if i == 0 else out_channels, out_channels)
+            for i in range(num_convs)
+        ]
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(F.max_pool2d(x, 2, 2))
+
+
+class _UpBlock(nn.Module):
+    """Upsample the coarse map by 2 (bilinear, corners aligned), concatenate after the skip,
+    two pre-activation convolutions (the original ``unetUp`` with ``is_deconv=False``)."""
+
+    def __init__(self, skip_channels: int, coarse_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            PreActConv2d(skip_channels + coarse_channels, out_channels),
+            PreActConv2d(out_channels, out_channels),
+        )
+
+    def forward(self, skip: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        # nn.UpsamplingBilinear2d, which the original uses here, always aligns corners. The
+        # original also crops odd sizes; AnyNet's inputs are multiples of 16, so none occur.
+        up = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=True)
+        return self.convs(torch.cat([skip, up], 1))
+
+
+class UNetFeatureExtractor(nn.Module):
+    """AnyNet's 2D U-Net (the original ``feature_extraction_conv``).
+
+    With ``c = init_channels``: a 3x3 convolution (with bias) and a stride-2 pre-activation
+    convolution to 1/2, three down blocks (max-pool + ``nblocks`` convolutions) to 1/4, 1/8,
+    1/16 with ``2c, 4c, 8c`` channels, and two up blocks back to 1/8 (``4c``) and 1/4
+    (``2c``).
+
+    Args:
+        init_channels: ``c`` above.
+        nblocks: convolutions per down block.
+    """
+
+    def __init__(self, init_channels: int = 1, nblocks: int = 2) -> None:
+        super().__init__()
+        c = init_channels
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1), PreActConv2d(c, c, stride=2))
+        self.encoder = nn.ModuleList(
+            [
+                _DownBlock(c, 2 * c, nblocks),
+                _DownBlock(2 * c, 4 * c, nblocks),
+                _DownBlock(4 * c, 8 * c, nblocks),
+            ]
+        )
+        self.decoder = nn.ModuleList([_UpBlock(4 * c, 8 * c, 4 * c), _UpBlock(2 * c, 4 * c, 2 * c)])
+        self.out_channels = (8 * c, 4 * c, 2 * c)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features ``[1/16, 1/8, 1/4]`` (before the decoder)."""
+        # oneDNN's NCHW kernel for this 3-channel, full-resolution convolution is ~4x slower
+        # on CPU than its channels-last one (measured: 41 ms vs 10 ms with the layout change,
+        # 2 x 384 x 1248, one thread); the rest of the network stays NCHW.
+        x = self.stem[0](x.contiguous(memory_format=torch.channels_last))
+        feats = [self.encoder[0](self.stem[1](x.contiguous()))]
+        for block in self.encoder[1:]:
+            feats.append(block(feats[-1]))
+        return feats[::-1]
+
+    def decode(self, feats: list[torch.Tensor], level: int) -> torch.Tensor:
+        """Decoder output at ``level`` (1: 1/8, 2: 1/4); updates ``feats`` in place, so
+        calling it for levels 1 then 2 computes each up block once."""
+        feats[level] = self.decoder[level - 1](feats[level], feats[level - 1])
+        return feats[level]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 3, H, W)`` -> ``[(B, 8c, H/16, W/16), (B, 4c, H/8, W/8), (B, 2c, H/4, W/4)]``."""
+        feats = self.encode(x)
+        self.decode(feats, 1)
+        self.decode(feats, 2)
+        return feats
+
+
+class CostFilter3d(nn.Module):
+    """3D network over a ``(B, D, H, W)`` cost volume (the original ``post_3dconvs``):
+    pre-activation 3D convolutions ``1 -> channels``, ``layers x (channels -> channels)``,
+    ``channels -> 1``.
+
+    Args:
+        channels: hidden channels.
+        layers: hidden ``channels -> channels`` layers.
+    """
+
+    def __init__(self, channels: int, layers: int) -> None:
+        super().__init__()
+        sizes = [1] + [channels] * (layers + 1) + [1]
+        self.layers = nn.Sequential(*[PreActConv3d(i, o) for i, o in zip(sizes[:-1], sizes[1:])])
+
+    def forward(self, cost: torch.Tensor) -> torch.Tensor:
+        """``(B, D, H, W)`` -> ``(B, D, H, W)``."""
+        b, d, h, w = cost.shape
+        x = cost.reshape(b * d, 1, h, w)
+        for layer in self.layers:
+            x = layer.forward_depth_major(x, d)
+        return x.view(b, d, h, w)
+
+
+def disparity_regression(cost: torch.Tensor, start: int) -> torch.Tensor:
+    """Soft-argmin: ``sum_k softmax(-cost)_k * (start + k)``.
+
+    Args:
+        cost: ``(B, D, H, W)`` matching costs (low = good).
+        start: value of channel 0 (0 for a full volume, ``-(m-1)`` for a residual one).
+
+    Returns:
+        ``(B, 1, H, W)`` expected disparity.
+    """
+    if cost.ndim != 4:
+        raise ValueError(
+            f"disparity_regression: cost must have shape (B, D, H, W), got {tuple(cost.shape)}"
+        )
+    values = torch.arange(start, start + cost.shape[1], device=cost.device, dtype=cost.dtype)
+    prob = F.softmax(-cost, dim=1)
+    return (prob * values.view(1, -1, 1, 1)).sum(1, keepdim=True)
+
+
+class SPNRefinement(nn.Module):
+    """AnyNet's stage 4: left-to-right spatial propagation of a 1/4-resolution disparity.
+
+    Gates ``G1, G2, G3`` (``channels`` each) come from a 4-layer CNN on the left image; each is
+    divided by ``|G1| + |G2| + |G3| + 1e-8`` so the propagation is stable. The disparity is
+    lifted to ``channels`` by a 3x3 convolution, propagated by
+    :func:`~lightning_depth.models.spn.spn_left_to_right`, and projected back to 1 channel.
+
+    Args:
+        channels: SPN channels (the original ``spn_init_channels``).
+    """
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        c = channels
+        self.channels = c
+        self.gate_net = nn.Sequential(
+            nn.Conv2d(3, 2 * c, 3, 1, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 2 * c, 3, 1, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 2 * c, 3, 1, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 3 * c, 3, 1, 1, bias=False),
+        )
+        self.lift = nn.Conv2d(1, c, 3, 1, 1, bias=False)
+        self.project = nn.Conv2d(c, 1, 3, 1, 1, bias=False)
+
+    def forward(self, image: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` image and ``(B, 1, h, w)`` disparity -> ``(B, 1, h, w)``."""
+        # Channels-last halves the gate network's CPU time (oneDNN, 3 input channels; measured
+        # 11 ms -> 6 ms at 96 x 312); the gates go back to NCHW for the propagation.
+        gates = self.gate_net(image.contiguous(memory_format=torch.channels_last)).contiguous()
+        g1, g2, g3 = gates.split(self.channels, dim=1)
+        norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
+        propagated = spn_left_to_right(self.lift(disparity), g1 / norm, g2 / norm, g3 / norm)
+        return self.project(propagated)
+
+
+class AnyNet(nn.Module):
+    """AnyNet stereo network; see the module docstring for the pipeline.
+
+    The defaults are the paper's and the original ``main.py``'s; the parameter count is 34,629
+    without SPN and 43,269 with ``spn_channels=8``.
+
+    Resampling conventions. The feature U-Net upsamples with corners aligned (the original's
+    ``nn.UpsamplingBilinear2d``) and the residual warp normalises ``2 x / (W - 1) - 1`` with
+    ``align_corners=True`` (the original's ``grid_sample`` predates the option); both are fixed.
+    ``align_corners`` sets the remaining bilinear resizes (stage outputs to full resolution,
+    previous estimates down to the next scale, image and disparity to 1/4 for the SPN), which
+    the original writes as ``F.upsample(..., mode='bilinear')`` without the argument. Its
+    default is ``False``: PyTorch 0.4.0 (which the repository first required) made
+    ``align_corners=False`` the bilinear default, and PyTorch 1.0 (required later) kept it; the
+    ``True`` behaviour was the default only up to 0.3.
+
+    Args:
+        init_channels: channels of the first U-Net convolution.
+        nblocks: convolutions per U-Net down block.
+        channels_3d: base channels of the 3D networks.
+        layers_3d: hidden layers of each 3D network.
+        growth_rate: per stage, the 3D network has ``channels_3d * growth_rate[i]`` channels.
+        maxdisplist: stage 1's number of disparities at 1/16, then ``m`` for stages 2 and 3
+            (residuals ``-(m-1) .. m-1``).
+        spn_channels: SPN channels; 0 removes stage 4.
+        align_corners: ``align_corners`` of the stage resizes (see above).
+    """
+
+    def __init__(
+        self,
+        init_channels: int = 1,
+        nblocks: int = 2,
+        channels_3d: int = 4,
+        layers_3d: int = 4,
+        growth_rate: Sequence[int] = (4, 1, 1),
+        maxdisplist: Sequence[int] = (12, 3, 3),
+        spn_channels: int = 8,
+        align_corners: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(growth_rate) != 3 or len(maxdisplist) != 3:
+            raise ValueError(
+                f"AnyNet: growth_rate and maxdisplist need 3 entries (one per stage), got "
+                f"{tuple(growth_rate)} and {tuple(maxdisplist)}"
+            )
+        if spn_channels < 0:
+            raise ValueError(f"AnyNet: spn_channels must be >= 0, got {spn_channels}")
+        self.init_channels = init_channels
+        self.nblocks = nblocks
+        self.channels_3d = channels_3d
+        self.layers_3d = layers_3d
+        self.growth_rate = tuple(int(g) for g in growth_rate)
+        self.maxdisplist = tuple(int(m) for m in maxdisplist)
+        self.spn_channels = int(spn_channels)
+        self.align_corners = bool(align_corners)
+
+        self.feature_extractor = UNetFeatureExtractor(init_channels, nblocks)
+        self.cost_filters = nn.ModuleList(
+            [CostFilter3d(channels_3d * g, layers_3d) for g in self.growth_rate]
+        )
+        self.spn = SPNRefinement(spn_channels) if spn_channels > 0 else None
+        self._init_weights()
+
+    @property
+    def num_stages(self) -> int:
+        """Number of outputs of a full forward pass (3, or 4 with SPN)."""
+        return 4 if self.spn is not None else 3
+
+    def _init_weights(self) -> None:
+        # The original's AnyNet.__init__ loop, which runs after the U-Net's own Kaiming init
+        # and so overrides it: N(0, sqrt(2 / (k^2 * out))) for every conv, BN at (1, 0).
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                n = math.prod(m.kernel_size) * m.out_channels
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _resize(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(x, size, mode="bilinear", align_corners=self.align_corners)
+
+    def _check_inputs(self, left: torch.Tensor, right: torch.Tensor, stages: Optional[int]) -> int:
+        for name, t in (("left", left), ("right", right)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"AnyNet: {name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.ndim != 4 or t.shape[1] != 3:
+                raise ValueError(
+                    f"AnyNet: {name} must have shape (B, 3, H, W), got {tuple(t.shape)}"
+                )
+        if left.shape != right.shape:
+            raise ValueError(
+                f"AnyNet: left and right must have the same shape (B, 3, H, W), got "
+                f"{tuple(left.shape)} and {tuple(right.shape)}"
+            )
+        h, w = left.shape[-2:]
+        if h % 16 or w % 16 or h == 0 or w == 0:
+            raise ValueError(
+                f"AnyNet: H and W must be positive multiples of 16, got H={h}, W={w}; pad the "
+                "inputs with lightning_depth.models.padding.InputPadder(left.shape, multiple=16) "
+                "and crop the outputs with its unpad()"
+            )
+        if stages is None:
+            return self.num_stages
+        if int(stages) != stages or not 1 <= stages <= self.num_stages:
+            raise ValueError(
+                f"AnyNet: stages must be an integer in 1..{self.num_stages}, got {stages}"
+            )
+        return int(stages)
+
+    def _encode(self, left: torch.Tensor, right: torch.Tensor) -> list[list[torch.Tensor]]:
+        if self.training:
+            # Two passes, as the original: batch-norm statistics are per view while training.
+            return [self.feature_extractor.encode(left), self.feature_extractor.encode(right)]
+        # In eval mode one pass over both views (batch 2B) gives the same numbers with half
+        # the calls.
+        return [self.feature_extractor.encode(torch.cat([left, right], 0))]
+
+    def forward(
+        self, left: torch.Tensor, right: torch.Tensor, stages: Optional[int] = None
+    ) -> list[torch.Tensor]:
+        """Disparities of the left view, one per stage.
+
+        Args:
+            left: ``(B, 3, H, W)`` left image (ImageNet-normalised), H and W multiples of 16.
+            right: ``(B, 3, H, W)`` right image.
+            stages: stop after this many stages (anytime inference); ``None``: all
+                (3, or 4 with SPN).
+
+        Returns:
+            list of ``stages`` tensors ``(B, 1, H, W)``, disparities in pixels.
+        """
+        num = self._check_inputs(left, right, stages)
+        height, width = left.shape[-2:]
+        batch = left.shape[0]
+        views = self._encode(left, right)
+        preds: list[torch.Tensor] = []
+        for scale in range(min(num, 3)):
+            if scale > 0:
+                # The decoder runs only as far as the requested stages need.
+                for feats in views:
+                    self.feature_extractor.decode(feats, scale)
+            if len(views) == 2:
+                fl, fr = views[0][scale], views[1][scale]
+            else:
+                fl, fr = views[0][scale][:batch], views[0][scale][batch:]
+            h, w = fl.shape[-2:]
+            if scale == 0:
+                cost = full_cost_volume(fl, fr, self.maxdisplist[0])
+                start = 0
+            else:
+                # Previous full-resolution estimate at this scale, in this scale's pixels.
+                prev = self._resize(preds[-1], (h, w)) * h / height
+                cost = residual_cost_volume(fl, fr, prev, self.maxdisplist[scale])
+                start = -self.maxdisplist[scale] + 1
+            cost = self.cost_filters[scale](cost)
+            low = disparity_regression(cost, start) * height / h
+            up = self._resize(low, (height, width))
+            preds.append(up if scale == 0 else up + preds[-1])
+        if num == 4:
+            quarter = (height // 4, width // 4)
+            refined = self.spn(self._resize(left, quarter), self._resize(preds[-1], quarter))
+            preds.append(self._resize(refined, (height, width)))
+        return preds

@@ -1,0 +1,158 @@
+"""Left-to-right spatial propagation (SPN, Liu et al. 2017) as AnyNet uses it, in pure PyTorch.
+
+AnyNet's original refinement calls a compiled CUDA extension (``GateRecurrent2dnoind`` with
+``horizontal=True, reverse=False`` in mileyan/AnyNet ``models/spn_t1``). This module computes
+the same recurrence on any device and dtype. For column ``w`` and row ``r``::
+
+    h[r, w] = (1 - g1 - g2 - g3) * x[r, w]
+              + g1 * h[r - 1, w - 1] + g2 * h[r, w - 1] + g3 * h[r + 1, w - 1]
+
+with the gates ``g1, g2, g3`` taken at the current pixel ``(r, w)``. As in the kernel's
+``get_gate_sf``, a gate whose neighbour lies outside the image counts as 0, also inside the
+``(1 - g1 - g2 - g3)`` factor: the first column passes ``x`` through, ``g1`` is 0 on the top
+row and ``g3`` is 0 on the bottom row. Channels and batch entries are independent.
+
+The columns depend on each other, so the loop over ``W`` stays; everything else (the masked
+gates, the ``(1 - g1 - g2 - g3) * x`` term, the gate gradients) is vectorised. A custom
+``autograd.Function`` with an explicit backward replaces autograd's per-column graph, which
+is slower to build and walk back (forward + backward at 4 x 8 x 64 x 128 on CPU: 17 ms vs
+75 ms for a column loop left to autograd).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+__all__ = ["SPNLeftToRight", "spn_left_to_right"]
+
+
+def _check_inputs(x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> None:
+    for name, t in (("x", x), ("g1", g1), ("g2", g2), ("g3", g3)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(
+                f"spn_left_to_right: {name} must be a torch.Tensor, got {type(t).__name__}"
+            )
+        if not t.is_floating_point():
+            raise TypeError(
+                f"spn_left_to_right: {name} must be a floating point tensor, got {t.dtype}"
+            )
+    if x.ndim != 4:
+        raise ValueError(f"spn_left_to_right: x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    for name, t in (("g1", g1), ("g2", g2), ("g3", g3)):
+        if t.shape != x.shape:
+            raise ValueError(
+                f"spn_left_to_right: {name} must have the shape of x (B, C, H, W) = "
+                f"{tuple(x.shape)}, got {tuple(t.shape)}"
+            )
+
+
+def _masked_gates(
+    g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Column-major ``(W, B, C, H)`` copies of the gates, zero where the neighbour is outside."""
+    # Copies (never views of the caller's tensors), since the masking below writes to them.
+    g1 = g1.permute(3, 0, 1, 2).clone(memory_format=torch.contiguous_format)
+    g2 = g2.permute(3, 0, 1, 2).clone(memory_format=torch.contiguous_format)
+    g3 = g3.permute(3, 0, 1, 2).clone(memory_format=torch.contiguous_format)
+    for g in (g1, g2, g3):
+        g[0] = 0
+    g1[..., 0] = 0
+    g3[..., -1] = 0
+    return g1, g2, g3
+
+
+class _SPNLeftToRight(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, g1, g2, g3):
+        g1c, g2c, g3c = _masked_gates(g1, g2, g3)
+        xc = x.permute(3, 0, 1, 2)
+        # h starts as the (1 - g1 - g2 - g3) * x term of every column; the loop then adds the
+        # propagated neighbours column by column, in place.
+        h = (1 - g1c - g2c - g3c) * xc
+        # Per-column views made once (unbind): the loop body is then three in-place kernels,
+        # which matters with a few hundred columns of a few hundred values each.
+        cur, up, down = h.unbind(0), h[..., 1:].unbind(0), h[..., :-1].unbind(0)
+        gate2, gate1, gate3 = g2c.unbind(0), g1c[..., 1:].unbind(0), g3c[..., :-1].unbind(0)
+        for w in range(1, h.shape[0]):
+            cur[w].addcmul_(gate2[w], cur[w - 1])
+            up[w].addcmul_(gate1[w], down[w - 1])
+            down[w].addcmul_(gate3[w], up[w - 1])
+        ctx.save_for_backward(x, g1c, g2c, g3c, h)
+        return h.permute(1, 2, 3, 0).contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, g1c, g2c, g3c, h = ctx.saved_tensors
+        xc = x.permute(3, 0, 1, 2)
+        # dh[w] = grad_out[w] + d(later columns)/dh[w]: the same three-neighbour recurrence run
+        # right to left with the gates of column w + 1.
+        dh = grad_out.permute(3, 0, 1, 2).clone(memory_format=torch.contiguous_format)
+        cur, up, down = dh.unbind(0), dh[..., 1:].unbind(0), dh[..., :-1].unbind(0)
+        gate2, gate1, gate3 = g2c.unbind(0), g1c[..., 1:].unbind(0), g3c[..., :-1].unbind(0)
+        for w in range(dh.shape[0] - 2, -1, -1):
+            cur[w].addcmul_(gate2[w + 1], cur[w + 1])
+            down[w].addcmul_(gate1[w + 1], up[w + 1])
+            up[w].addcmul_(gate3[w + 1], down[w + 1])
+        grad_x = grad_g1 = grad_g2 = grad_g3 = None
+        if ctx.needs_input_grad[0]:
+            grad_x = ((1 - g1c - g2c - g3c) * dh).permute(1, 2, 3, 0)
+        # d h[w] / d g = neighbour - x; masked gates get no gradient.
+        prev = torch.zeros_like(h)
+        prev[1:] = h[:-1]
+        minus_x = -xc
+        if ctx.needs_input_grad[1]:
+            grad_g1 = minus_x.clone()
+            grad_g1[..., 1:] += prev[..., :-1]
+            grad_g1.mul_(dh)
+            grad_g1[0] = 0
+            grad_g1[..., 0] = 0
+            grad_g1 = grad_g1.permute(1, 2, 3, 0)
+        if ctx.needs_input_grad[2]:
+            grad_g2 = (prev + minus_x).mul_(dh)
+            grad_g2[0] = 0
+            grad_g2 = grad_g2.permute(1, 2, 3, 0)
+        if ctx.needs_input_grad[3]:
+            grad_g3 = minus_x.clone()
+            grad_g3[..., :-1] += prev[..., 1:]
+            grad_g3.mul_(dh)
+            grad_g3[0] = 0
+            grad_g3[..., -1] = 0
+            grad_g3 = grad_g3.permute(1, 2, 3, 0)
+        return grad_x, grad_g1, grad_g2, grad_g3
+
+
+def spn_left_to_right(
+    x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
+) -> torch.Tensor:
+    """Left-to-right gated propagation with three neighbours (the original CUDA kernel's
+    semantics, see the module docstring).
+
+    Args:
+        x: ``(B, C, H, W)`` input to propagate.
+        g1: ``(B, C, H, W)`` gate for the upper-left neighbour ``h[r - 1, w - 1]``.
+        g2: ``(B, C, H, W)`` gate for the left neighbour ``h[r, w - 1]``.
+        g3: ``(B, C, H, W)`` gate for the lower-left neighbour ``h[r + 1, w - 1]``.
+
+    Returns:
+        ``(B, C, H, W)`` propagated map, differentiable with respect to all four inputs.
+
+    Example:
+        >>> x = torch.ones(1, 1, 2, 3)
+        >>> g = torch.full((1, 1, 2, 3), 0.5)
+        >>> spn_left_to_right(x, g, g, g).shape
+        torch.Size([1, 1, 2, 3])
+    """
+    _check_inputs(x, g1, g2, g3)
+    return _SPNLeftToRight.apply(x, g1, g2, g3)
+
+
+class SPNLeftToRight(nn.Module):
+    """Module form of :func:`spn_left_to_right` (no parameters)."""
+
+    def forward(
+        self, x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
+    ) -> torch.Tensor:
+        return spn_left_to_right(x, g1, g2, g3)
