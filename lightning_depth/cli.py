@@ -19,7 +19,15 @@ from lightning.pytorch.loggers import WandbLogger
 
 from lightning_depth.tasks.base import DepthTask
 
-TOOLS = ("synth",)
+#: commands that are not LightningCLI subcommands: name -> "module:function", where the
+#: function takes the remaining arguments and returns an exit code (imported on use).
+TOOLS = {
+    "synth": "lightning_depth.cli:synth_main",
+    "export": "lightning_depth.deploy.export:main",
+    "compress": "lightning_depth.deploy.compress:main",
+    "prepare": "lightning_depth.data.prepare:main",
+    "ablate": "lightning_depth.ablation:main",
+}
 
 
 class LoggedConfig(SaveConfigCallback):
@@ -118,8 +126,11 @@ def synth_main(argv: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "synth":
-        return synth_main(args[1:])
+    if args and args[0] in TOOLS:
+        import importlib
+
+        module, function = TOOLS[args[0]].split(":")
+        return getattr(importlib.import_module(module), function)(args[1:])
     DepthCLI(
         DepthTask,
         LightningDataModule,
