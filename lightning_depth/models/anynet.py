@@ -42,6 +42,12 @@ __all__ = [
 ]
 
 
+def float32_region(like: torch.Tensor) -> torch.autocast:
+    """A region where autocast is off, for numerically sensitive steps (the inputs must be
+    cast to float32 inside it)."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
 class PreActConv2d(nn.Module):
     """BatchNorm - ReLU - Conv2d without bias (the original ``preconv2d``).
 
@@ -313,9 +319,13 @@ def disparity_regression(cost: torch.Tensor, start: int) -> torch.Tensor:
         raise ValueError(
             f"disparity_regression: cost must have shape (B, D, H, W), got {tuple(cost.shape)}"
         )
-    values = torch.arange(start, start + cost.shape[1], device=cost.device, dtype=cost.dtype)
-    prob = F.softmax(-cost, dim=1)
-    return (prob * values.view(1, -1, 1, 1)).sum(1, keepdim=True)
+    # Float32 even under autocast: in bfloat16 the regressed disparity would be quantised to
+    # 0.25-0.5 px at 32-64 px, and the softmax over costs loses its resolution.
+    with float32_region(cost):
+        cost = cost.float()
+        values = torch.arange(start, start + cost.shape[1], device=cost.device, dtype=cost.dtype)
+        prob = F.softmax(-cost, dim=1)
+        return (prob * values.view(1, -1, 1, 1)).sum(1, keepdim=True)
 
 
 class SPNRefinement(nn.Module):
@@ -351,10 +361,14 @@ class SPNRefinement(nn.Module):
         # Channels-last halves the gate network's CPU time (oneDNN, 3 input channels; measured
         # 11 ms -> 6 ms at 96 x 312); the gates go back to NCHW for the propagation.
         gates = self.gate_net(image.contiguous(memory_format=torch.channels_last)).contiguous()
-        g1, g2, g3 = gates.split(self.channels, dim=1)
-        norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
-        propagated = spn_left_to_right(self.lift(disparity), g1 / norm, g2 / norm, g3 / norm)
-        return self.project(propagated)
+        # The gate normalisation and the recurrence run in float32 under autocast: 1e-8 and
+        # long products of gates are beyond half precision.
+        with float32_region(gates):
+            g1, g2, g3 = gates.float().split(self.channels, dim=1)
+            norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
+            lifted = self.lift(disparity.float())
+            propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm)
+            return self.project(propagated)
 
 
 class AnyNet(nn.Module):
@@ -504,14 +518,18 @@ class AnyNet(nn.Module):
             else:
                 fl, fr = views[0][scale][:batch], views[0][scale][batch:]
             h, w = fl.shape[-2:]
-            if scale == 0:
-                cost = full_cost_volume(fl, fr, self.maxdisplist[0])
-                start = 0
-            else:
-                # Previous full-resolution estimate at this scale, in this scale's pixels.
-                prev = self._resize(preds[-1], (h, w)) * h / height
-                cost = residual_cost_volume(fl, fr, prev, self.maxdisplist[scale])
-                start = -self.maxdisplist[scale] + 1
+            # Cost volumes (L1 sums, bilinear warping by sub-pixel disparities) in float32
+            # under autocast; the 3D filtering after them may run in half precision.
+            with float32_region(fl):
+                fl, fr = fl.float(), fr.float()
+                if scale == 0:
+                    cost = full_cost_volume(fl, fr, self.maxdisplist[0])
+                    start = 0
+                else:
+                    # Previous full-resolution estimate at this scale, in this scale's pixels.
+                    prev = self._resize(preds[-1], (h, w)) * h / height
+                    cost = residual_cost_volume(fl, fr, prev.float(), self.maxdisplist[scale])
+                    start = -self.maxdisplist[scale] + 1
             cost = self.cost_filters[scale](cost)
             low = disparity_regression(cost, start) * height / h
             up = self._resize(low, (height, width))
