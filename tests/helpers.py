@@ -45,3 +45,13 @@ class SampleRecorder(Callback):
         self.out.mkdir(parents=True, exist_ok=True)
         record = {"train": self.train, "val": self.val, "metrics": self.metrics}
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class RunConfigProbe(Callback):
+    """Writes the W&B run's config (as the run holds it at the end of fit) to ``out``."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        self.out.write_text(json.dumps(dict(trainer.logger.experiment.config), default=str))
