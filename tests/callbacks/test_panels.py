@@ -4,6 +4,7 @@ panel and the per-sample table; other loggers get the panels as PNG files."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,17 @@ TINY = [
     "--trainer.enable_progress_bar=false",
     "--trainer.callbacks=[]",
 ]
+
+
+def _flushed_log(run_dir: Path, last_key: bytes, timeout: float = 60.0) -> bytes:
+    """The run's transaction log, once W&B's service process has written it out (it does so
+    asynchronously, even after ``wandb.finish()``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = next(run_dir.glob("*.wandb")).read_bytes()
+        if last_key in log or time.monotonic() > deadline:
+            return log
+        time.sleep(0.5)
 
 
 def _cli(*args: str) -> DepthCLI:
@@ -72,7 +84,7 @@ def test_wandb_offline_run_holds_config_metrics_panels_and_table(
     assert config["config"]["trainer"]["max_epochs"] == 2
     assert config["num_parameters"] > 0
 
-    log = next(run_dir.glob("*.wandb")).read_bytes()
+    log = _flushed_log(run_dir, b"val/delta1")
     for key in (
         "train/loss",
         "train/loss_ssim",
