@@ -341,7 +341,7 @@ def test_stereo_ablation_report(tmp_path: Path) -> None:
     for name in ("losses.png", "3px_box.png", "3px_samples.png", "qualitative.png"):
         _assert_picture(out / name)
     assert (
-        yaml.safe_load((out / "variants" / "anynet_spn_8" / "csv" / "version_0" / "config.yaml"))[
+        yaml.safe_load(out / "variants" / "anynet_spn_8" / "csv" / "version_0" / "config.yaml")[
             "model"
         ]["init_args"]["net"]["init_args"]["spn_channels"]
         == 8

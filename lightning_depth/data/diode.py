@@ -277,6 +277,19 @@ class DIODEDataset(MonoDepthFilesDataset):
 # -- splitting and the DataModule ----------------------------------------------------------
 
 
+SOURCES = ("folder", "archive", "shards")
+
+
+def _check_source(source: str, archives: Optional[Sequence[str]], shards: Optional[str]) -> None:
+    """Checks the DataModules' ``source`` choice and what it needs."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "archive" and not archives:
+        raise ValueError('source="archive" needs archives=[<archive file>, ...]')
+    if source == "shards" and not shards:
+        raise ValueError('source="shards" needs shards=<folder or s3://bucket/prefix>')
+
+
 def _check_fractions(fractions: Sequence[float]) -> list[float]:
     fractions = [float(f) for f in fractions]
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
@@ -313,6 +326,23 @@ def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
+def split_files(files: Sequence, fractions: Sequence[float], seed: int) -> list[list]:
+    """The DataModule's seeded train/val/test split of a sorted sample list.
+
+    Args:
+        files: samples, sorted (folder paths, archive members: any items).
+        fractions: train/val/test fractions summing to 1 (see :func:`split_counts`).
+        seed: seed of the permutation.
+
+    Returns:
+        ``[train, val, test]``, each in the order of ``files``.
+    """
+    counts = split_counts(len(files), fractions)
+    order = np.random.default_rng(seed).permutation(len(files))
+    parts = np.split(order, np.cumsum(counts)[:-1])
+    return [[files[i] for i in sorted(part)] for part in parts]
+
+
 class DIODEDataModule(L.LightningDataModule):
     """DIODE monocular depth: a seeded train/val/test split of the samples under ``root``.
 
@@ -343,6 +373,19 @@ class DIODEDataModule(L.LightningDataModule):
             generated samples there first (a demo can point at a cache folder).
         synth_size: generated image size ``(W, H)`` (as the real data's 1024x768).
         synth_seed: seed of the generator.
+        source: where samples come from: ``"folder"`` (``root``), ``"archive"`` (the
+            original ``val.tar.gz`` / ``train.tar.gz`` read in place, see
+            :mod:`~lightning_depth.data.archive`) or ``"shards"`` (written by
+            ``lightning_depth prepare diode``, see :mod:`~lightning_depth.data.streaming`).
+            Each gives the same samples in the same split.
+        archives: the archive files, for ``source="archive"``.
+        shards: shard folder or ``s3://bucket/prefix`` holding ``train/``, ``val/``, ``test/``,
+            for ``source="shards"``; its samples are already resized, so ``size``,
+            ``splits``, ``scene_types``, ``fractions`` and the split ``seed`` are those given
+            to ``prepare`` (``seed`` still seeds the shuffle and flips).
+        cache_dir: download cache for remote shards (default: a fresh temporary folder per
+            run, as a stale litdata cache can hang).
+        endpoint_url: S3-compatible endpoint for ``s3://`` shards.
     """
 
     def __init__(
@@ -362,8 +405,14 @@ class DIODEDataModule(L.LightningDataModule):
         synth_samples: int = 0,
         synth_size: tuple[int, int] = (256, 192),
         synth_seed: int = 0,
+        source: str = "folder",
+        archives: Optional[list[str]] = None,
+        shards: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
     ) -> None:
         super().__init__()
+        _check_source(source, archives, shards)
         if len(fractions) != 3:
             raise ValueError(f"fractions must be (train, val, test), got {fractions}")
         _check_fractions(fractions)
@@ -391,6 +440,8 @@ class DIODEDataModule(L.LightningDataModule):
         self._is_setup = False
 
     def prepare_data(self) -> None:
+        if self.hparams.source != "folder":
+            return
         if self.synth_samples > 0 and not _find_images(self.root, self.splits, self.scene_types):
             from lightning_depth.data.synth import synthesize_diode
 
@@ -406,19 +457,63 @@ class DIODEDataModule(L.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if self._is_setup:
             return
-        files = list_diode_samples(self.root, self.splits, self.scene_types)
-        counts = split_counts(len(files), self.fractions)
-        order = np.random.default_rng(self.seed).permutation(len(files))
-        parts = np.split(order, np.cumsum(counts)[:-1])
-        self.train_files, self.val_files, self.test_files = (
-            [files[i] for i in sorted(part)] for part in parts
+        source = self.hparams.source
+        if source == "shards":
+            self._setup_shards()
+            self._is_setup = True
+            return
+        if source == "archive":
+            from lightning_depth.data.archive import (
+                ArchiveSet,
+                DIODEArchiveDataset,
+                list_diode_archive,
+            )
+
+            archives = ArchiveSet(self.hparams.archives)
+            files = list_diode_archive(archives, self.splits, self.scene_types)
+
+            def make(files: list, hflip: bool = False) -> Dataset:
+                return DIODEArchiveDataset(archives, files, size=self.size, hflip=hflip)
+        else:
+            files = list_diode_samples(self.root, self.splits, self.scene_types)
+
+            def make(files: list, hflip: bool = False) -> Dataset:
+                return DIODEDataset(files, size=self.size, hflip=hflip)
+
+        self.train_files, self.val_files, self.test_files = split_files(
+            files, self.fractions, self.seed
         )
-        self.train_set = DIODEDataset(self.train_files, size=self.size, hflip=self.hflip)
-        self.val_set = DIODEDataset(self.val_files, size=self.size)
-        self.test_set = DIODEDataset(self.test_files, size=self.size)
+        self.train_set = make(self.train_files, hflip=self.hflip)
+        self.val_set = make(self.val_files)
+        self.test_set = make(self.test_files)
         self._is_setup = True
 
+    def _setup_shards(self) -> None:
+        # Built here, not in __init__: litdata reads the DDP rank when the dataset is made.
+        from lightning_depth.data.streaming import DIODEStreamingDataset
+
+        hp = self.hparams
+        common = dict(seed=self.seed, cache_dir=hp.cache_dir, endpoint_url=hp.endpoint_url)
+        base = hp.shards.rstrip("/")
+        self.train_set = DIODEStreamingDataset(
+            f"{base}/train", hflip=self.hflip, shuffle=True, **common
+        )
+        self.val_set = DIODEStreamingDataset(f"{base}/val", drop_last=False, **common)
+        self.test_set = DIODEStreamingDataset(f"{base}/test", drop_last=False, **common)
+
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        if self.hparams.source == "shards":
+            from lightning_depth.data.streaming import StreamingDataLoader
+
+            # litdata splits the chunks between processes and workers itself, shuffles by
+            # (seed, epoch), and its state_dict goes into Lightning checkpoints.
+            return StreamingDataLoader(
+                dataset,
+                batch_size=batch_size,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.persistent_workers,
+            )
         return make_loader(
             dataset,
             batch_size=batch_size,

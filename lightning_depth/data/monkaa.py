@@ -12,6 +12,7 @@ Scene names look like ``a_rain_of_stones_x2``, ``eating_camera2_x2``, ``family_x
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -99,6 +100,35 @@ def _round_up(x: int) -> int:
     return -(-x // SIZE_MULTIPLE) * SIZE_MULTIPLE
 
 
+def read_monkaa_files(
+    left_path: PathLike, right_path: PathLike, disp_path: PathLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check one Monkaa sample.
+
+    Returns:
+        uint8 ``(H, W, 3)`` left and right images, float32 ``(H, W)`` disparity.
+
+    Raises:
+        MonkaaError: unreadable files, or sizes that disagree (naming the files).
+    """
+    left = read_rgb(left_path)
+    right = read_rgb(right_path)
+    if left.shape != right.shape:
+        raise MonkaaError(
+            f"left image {left_path} is {left.shape[1]}x{left.shape[0]} but right image "
+            f"{right_path} is {right.shape[1]}x{right.shape[0]}"
+        )
+    disparity, _ = read_pfm(disp_path, check_finite=True)
+    if disparity.ndim != 2:
+        raise MonkaaError(f"{disp_path}: disparity must be a single-channel (Pf) PFM")
+    if disparity.shape != left.shape[:2]:
+        raise MonkaaError(
+            f"disparity {disp_path} is {disparity.shape[1]}x{disparity.shape[0]} but left "
+            f"image {left_path} is {left.shape[1]}x{left.shape[0]}"
+        )
+    return left, right, disparity
+
+
 class MonkaaDataset(Dataset):
     """Stereo pairs with left disparity from Monkaa-layout files.
 
@@ -160,26 +190,10 @@ class MonkaaDataset(Dataset):
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read and check one sample: uint8 ``(H, W, 3)`` left and right, float32 ``(H, W)``
         disparity."""
-        left_path, right_path, disp_path = self.samples[index]
-        left = read_rgb(left_path)
-        right = read_rgb(right_path)
-        if left.shape != right.shape:
-            raise MonkaaError(
-                f"left image {left_path} is {left.shape[1]}x{left.shape[0]} but right image "
-                f"{right_path} is {right.shape[1]}x{right.shape[0]}"
-            )
-        disparity, _ = read_pfm(disp_path, check_finite=True)
-        if disparity.ndim != 2:
-            raise MonkaaError(f"{disp_path}: disparity must be a single-channel (Pf) PFM")
-        if disparity.shape != left.shape[:2]:
-            raise MonkaaError(
-                f"disparity {disp_path} is {disparity.shape[1]}x{disparity.shape[0]} but left "
-                f"image {left_path} is {left.shape[1]}x{left.shape[0]}"
-            )
-        return left, right, disparity
+        return read_monkaa_files(*self.samples[index])
 
     def _window(
-        self, index: int, height: int, width: int, generator: Optional[torch.Generator] = None
+        self, source: PathLike, height: int, width: int, generator: Optional[torch.Generator] = None
     ) -> tuple[int, int, int, int]:
         """Crop window ``(top, left, h, w)`` for this item."""
         if self.training:
@@ -187,7 +201,7 @@ class MonkaaDataset(Dataset):
             if ch > height or cw > width:
                 raise MonkaaError(
                     f"crop_size {self.crop_size} is larger than the {height}x{width} (HxW) image "
-                    f"{self.samples[index][0]}; lower crop_size"
+                    f"{source}; lower crop_size"
                 )
             top = int(torch.randint(0, height - ch + 1, (), generator=generator).item())
             left = int(torch.randint(0, width - cw + 1, (), generator=generator).item())
@@ -196,8 +210,7 @@ class MonkaaDataset(Dataset):
             ch, cw = self.eval_size or (_round_down(height), _round_down(width))
             if ch > height or cw > width or ch == 0 or cw == 0:
                 raise MonkaaError(
-                    f"cannot centre-crop the {height}x{width} (HxW) image "
-                    f"{self.samples[index][0]} to {ch}x{cw}"
+                    f"cannot centre-crop the {height}x{width} (HxW) image {source} to {ch}x{cw}"
                 )
             return (height - ch) // 2, (width - cw) // 2, ch, cw
         return 0, 0, height, width
@@ -206,8 +219,35 @@ class MonkaaDataset(Dataset):
         # (index, seed) from the training sampler makes the crop reproducible on resume
         index, generator = split_item(item)
         left, right, disparity = self.read(index)
+        return self.make_item(
+            left,
+            right,
+            disparity,
+            sample_name(self.samples[index]),
+            self.samples[index][0],
+            generator,
+        )
+
+    def make_item(
+        self,
+        left: np.ndarray,
+        right: np.ndarray,
+        disparity: np.ndarray,
+        name: str,
+        source: PathLike = "left image",
+        generator: Optional[torch.Generator] = None,
+    ) -> dict:
+        """Crop or pad and normalise one read sample into an item (see the class docstring).
+
+        Args:
+            left, right: uint8 ``(H, W, 3)``.
+            disparity: float32 ``(H, W)``.
+            name: the item's ``name``.
+            source: the left image's file, for messages.
+            generator: RNG of the training crop (``None``: torch's global RNG).
+        """
         height, width = disparity.shape
-        top, x0, h, w = self._window(index, height, width, generator)
+        top, x0, h, w = self._window(source, height, width, generator)
         window = (slice(top, top + h), slice(x0, x0 + w))
         mean = torch.tensor(IMAGENET_MEAN)
         std = torch.tensor(IMAGENET_STD)
@@ -219,8 +259,7 @@ class MonkaaDataset(Dataset):
             ph, pw = self.eval_size or (_round_up(height), _round_up(width))
             if ph < height or pw < width:
                 raise MonkaaError(
-                    f"cannot pad the {height}x{width} (HxW) image {self.samples[index][0]} to "
-                    f"{ph}x{pw}"
+                    f"cannot pad the {height}x{width} (HxW) image {source} to {ph}x{pw}"
                 )
             padding = (0, pw - width, 0, ph - height)
             images = torch.nn.functional.pad(images, padding)
@@ -230,7 +269,7 @@ class MonkaaDataset(Dataset):
             "left": images[0].contiguous(),
             "right": images[1].contiguous(),
             "disparity": disp.contiguous(),
-            "name": sample_name(self.samples[index]),
+            "name": name,
         }
 
 
@@ -316,6 +355,18 @@ class MonkaaDataModule(pl.LightningDataModule):
         synth_frames: frames per synthetic scene.
         synth_size: synthetic image size ``(W, H)``.
         synth_seed: seed of the synthetic data.
+        source: where samples come from: ``"folder"`` (``root``), ``"archive"`` (the original
+            ``frames_cleanpass.tar`` and ``disparity.tar.bz2`` read in place, see
+            :mod:`~lightning_depth.data.archive`) or ``"shards"`` (written by
+            ``lightning_depth prepare monkaa``, see :mod:`~lightning_depth.data.streaming`).
+            Each gives the same samples in the same split.
+        archives: the archive files, for ``source="archive"``.
+        shards: shard folder or ``s3://bucket/prefix`` holding ``train/``, ``val/`` (and
+            ``test/``), for ``source="shards"``; the split (``val_fraction``,
+            ``test_fraction``, ``split_by``, split ``seed``) is the one given to ``prepare``.
+        cache_dir: download cache for remote shards (default: a fresh temporary folder per
+            run, as a stale litdata cache can hang).
+        endpoint_url: S3-compatible endpoint for ``s3://`` shards.
     """
 
     def __init__(
@@ -337,8 +388,19 @@ class MonkaaDataModule(pl.LightningDataModule):
         synth_frames: int = 8,
         synth_size: tuple[int, int] = (320, 192),
         synth_seed: int = 0,
+        source: str = "folder",
+        archives: Optional[list[str]] = None,
+        shards: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if source not in ("folder", "archive", "shards"):
+            raise ValueError(f"source must be 'folder', 'archive' or 'shards', got {source!r}")
+        if source == "archive" and not archives:
+            raise ValueError('source="archive" needs archives=[<archive file>, ...]')
+        if source == "shards" and not shards:
+            raise ValueError('source="shards" needs shards=<folder or s3://bucket/prefix>')
         if split_by not in ("frame", "scene"):
             raise ValueError(f"split_by must be 'frame' or 'scene', got {split_by!r}")
         if eval_mode not in ("crop", "pad"):
@@ -367,6 +429,8 @@ class MonkaaDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         hp = self.hparams
+        if hp.source != "folder":
+            return
         has_data = any(self.root.glob(f"{FRAMES_DIR}/*/left/*.png"))
         if hp.synth_scenes > 0 and not has_data:
             synthesize_monkaa(
@@ -381,25 +445,71 @@ class MonkaaDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         hp = self.hparams
-        samples = list_monkaa_samples(self.root)
+        if hp.source == "shards":
+            self._setup_shards()
+            return
+        if hp.source == "archive":
+            from lightning_depth.data.archive import (
+                ArchiveSet,
+                MonkaaArchiveDataset,
+                list_monkaa_archive,
+            )
+
+            archives = ArchiveSet(hp.archives)
+            samples = list_monkaa_archive(archives)
+            dataset_class = functools.partial(MonkaaArchiveDataset, archives)
+        else:
+            samples = list_monkaa_samples(self.root)
+            dataset_class = MonkaaDataset
         self.train_samples, self.val_samples, self.test_samples = split_samples(
             samples, hp.val_fraction, hp.test_fraction, hp.split_by, hp.seed
         )
         # Fail at setup, not at the first training batch, when the crop cannot fit.
         first = self.train_samples[0][0]
-        height, width = read_rgb(first).shape[:2]
+        if hp.source == "archive":
+            height, width = dataset_class(self.train_samples[:1]).read(0)[0].shape[:2]
+        else:
+            height, width = read_rgb(first).shape[:2]
         if hp.crop_size[0] > height or hp.crop_size[1] > width:
             raise ValueError(
                 f"crop_size {tuple(hp.crop_size)} (H, W) is larger than the {height}x{width} "
                 f"images in {self.root} (e.g. {first}); pass a smaller crop_size"
             )
         evaluation = dict(eval_mode=hp.eval_mode, eval_size=hp.eval_size)
-        self.train_set = MonkaaDataset(self.train_samples, training=True, crop_size=hp.crop_size)
-        self.val_set = MonkaaDataset(self.val_samples, **evaluation)
-        self.test_set = MonkaaDataset(self.test_samples or self.val_samples, **evaluation)
+        self.train_set = dataset_class(self.train_samples, training=True, crop_size=hp.crop_size)
+        self.val_set = dataset_class(self.val_samples, **evaluation)
+        self.test_set = dataset_class(self.test_samples or self.val_samples, **evaluation)
+
+    def _setup_shards(self) -> None:
+        # Built here, not in __init__: litdata reads the DDP rank when the dataset is made.
+        from lightning_depth.data.streaming import MonkaaStreamingDataset
+
+        hp = self.hparams
+        base = hp.shards.rstrip("/")
+        common = dict(seed=hp.seed, cache_dir=hp.cache_dir, endpoint_url=hp.endpoint_url)
+        evaluation = dict(eval_mode=hp.eval_mode, eval_size=hp.eval_size, drop_last=False)
+        self.train_set = MonkaaStreamingDataset(
+            f"{base}/train", training=True, crop_size=hp.crop_size, shuffle=True, **common
+        )
+        self.val_set = MonkaaStreamingDataset(f"{base}/val", **evaluation, **common)
+        # prepare writes no test/ when test_fraction is 0; test then uses val, as for folders
+        test = f"{base}/test" if hp.test_fraction > 0 else f"{base}/val"
+        self.test_set = MonkaaStreamingDataset(test, **evaluation, **common)
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         hp = self.hparams
+        if hp.source == "shards":
+            from lightning_depth.data.streaming import StreamingDataLoader
+
+            # litdata splits the chunks between processes and workers itself, shuffles by
+            # (seed, epoch), and its state_dict goes into Lightning checkpoints.
+            return StreamingDataLoader(
+                dataset,
+                batch_size=batch_size,
+                num_workers=hp.num_workers,
+                pin_memory=hp.pin_memory,
+                persistent_workers=hp.persistent_workers and hp.num_workers > 0,
+            )
         return make_loader(
             dataset,
             batch_size=batch_size,

@@ -173,7 +173,14 @@ class MonoDepthModule(DepthTask):
         self._log_epoch_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"depth_log": self(batch["image"]), "name": batch.get("name")}
+        """Log-depth of images of any size: padded (replicate) on the right and bottom to a
+        multiple of ``2**net.depth`` and cropped back, so every output pixel is the input's."""
+        from lightning_depth.models.padding import InputPadder
+
+        image = batch["image"]
+        padder = InputPadder(image.shape, multiple=2 ** getattr(self.net, "depth", 0))
+        (padded,) = padder.pad(image)
+        return {"depth_log": padder.unpad(self(padded)), "name": batch.get("name")}
 
     # -- pictures ------------------------------------------------------------------------
     def visualize(self, batch: dict, pred: torch.Tensor, index: int = 0) -> dict[str, Any]:

@@ -9,7 +9,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from lightning_depth.losses.stereo import multi_stage_smooth_l1
-from lightning_depth.metrics.stereo import EndPointError, ThreePixelError
+from lightning_depth.metrics.stereo import (
+    EndPointError,
+    ThreePixelError,
+    end_point_error_per_sample,
+    three_pixel_error_per_sample,
+)
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.padding import InputPadder
 from lightning_depth.tasks.base import DepthTask
@@ -28,7 +33,7 @@ class StereoDepthModule(DepthTask):
     ``0 < gt < maxdisp`` count.
 
     Logged: ``{stage}/loss`` and ``{stage}/loss_stage{k}`` for k = 1..S (S = 4 with SPN), and on
-    val/test ``3px_stage{k}`` (three-pixel error, %) and ``epe_stage{k}`` per stage;
+    val/test ``3px_stage{k}`` (three-pixel error, a fraction in [0, 1]) and ``epe_stage{k}`` per stage;
     ``val/3px`` is the last stage's.
 
     Args:
@@ -42,6 +47,8 @@ class StereoDepthModule(DepthTask):
         spn_start_epoch: epoch from which the SPN stage's loss counts (earlier epochs train the
             three regression stages only, as the original's fine-tuning schedule).
         pad_multiple: evaluation pads inputs to this multiple and crops outputs back.
+        predict_stages: stages ``predict_step`` runs (anytime inference: fewer is faster);
+            ``None``: all.
     """
 
     monitor = "val/3px"
@@ -57,6 +64,7 @@ class StereoDepthModule(DepthTask):
         beta: float = 1.0,
         spn_start_epoch: int = 0,
         pad_multiple: int = 16,
+        predict_stages: Optional[int] = None,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.save_task_hyperparameters()
@@ -66,6 +74,7 @@ class StereoDepthModule(DepthTask):
         self.beta = beta
         self.spn_start_epoch = spn_start_epoch
         self.pad_multiple = pad_multiple
+        self.predict_stages = predict_stages
         self.num_stages = self._count_stages()
         if len(self.loss_weights) < self.num_stages:
             raise ValueError(
@@ -113,6 +122,22 @@ class StereoDepthModule(DepthTask):
         out = {name: m.compute() for name, m in metrics.items()}
         out["3px"] = out[f"3px_stage{self.num_stages}"]
         out["epe"] = out[f"epe_stage{self.num_stages}"]
+        return out
+
+    def per_sample_metrics(
+        self, batch: dict, preds: Sequence[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample three-pixel error and EPE of every stage, each ``(B,)`` (NaN where a
+        sample has no valid pixel), for tables and distribution plots."""
+        gt = batch["disparity"].float()
+        out = {}
+        for k, pred in enumerate(preds, start=1):
+            out[f"3px_stage{k}"] = three_pixel_error_per_sample(
+                pred.float(), gt, maxdisp=self.maxdisp
+            )
+            out[f"epe_stage{k}"] = end_point_error_per_sample(
+                pred.float(), gt, maxdisp=self.maxdisp
+            )
         return out
 
     # -- steps ---------------------------------------------------------------------------
@@ -182,7 +207,10 @@ class StereoDepthModule(DepthTask):
         self._log_epoch_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"disparities": self(batch["left"], batch["right"]), "name": batch.get("name")}
+        """Disparities of the first ``predict_stages`` stages (all if ``None``): anytime
+        inference stops the network early."""
+        disparities = self(batch["left"], batch["right"], stages=self.predict_stages)
+        return {"disparities": disparities, "name": batch.get("name")}
 
     # -- pictures ------------------------------------------------------------------------
     def visualize(

@@ -179,3 +179,40 @@ def test_channels_last_keeps_numerics() -> None:
         out = fast(x.contiguous(memory_format=torch.channels_last))
     assert fast.down[0].conv_a.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_broadcast_upsampling_equals_interpolate(channels_last: bool) -> None:
+    from lightning_depth.models.autoencoder import _upsample_nearest_2x_broadcast, upsample_nearest_2x
+
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ref = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    out = _upsample_nearest_2x_broadcast(x)
+    assert torch.equal(out, ref) and torch.equal(upsample_nearest_2x(x), ref)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    g = torch.randn_like(ref)
+    (grad_ref,) = torch.autograd.grad(ref, x, g)
+    (grad_out,) = torch.autograd.grad(out, x, g)
+    torch.testing.assert_close(grad_out, grad_ref)
+    # Each input pixel gets the sum of its 2x2 block's gradients.
+    torch.testing.assert_close(grad_out[0, 0, 0, 0], g[0, 0, :2, :2].sum())
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager() -> None:
+    torch.manual_seed(0)
+    net = DepthAutoencoder(depth=3)
+    copy = DepthAutoencoder(depth=3)
+    copy.load_state_dict(net.state_dict())
+    fast = optimize_for_cpu(copy, channels_last=True, compile=True)
+    x = torch.rand(2, 3, 32, 32)
+    ref = net(x)
+    out = fast(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    ref.square().mean().backward()
+    out.square().mean().backward()
+    for (name, p), q in zip(net.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)

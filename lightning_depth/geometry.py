@@ -1,0 +1,115 @@
+"""Camera geometry for prediction outputs: pinhole intrinsics, disparity to depth, and
+back-projection of a depth map to a point cloud."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from kornia.geometry.depth import depth_to_3d_v2
+
+__all__ = ["backproject", "default_intrinsics", "disparity_to_depth"]
+
+
+def default_intrinsics(
+    height: int,
+    width: int,
+    focal: Optional[float] = None,
+    cx: Optional[float] = None,
+    cy: Optional[float] = None,
+    device: Optional[torch.device] = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Pinhole camera matrix ``[[f, 0, cx], [0, f, cy], [0, 0, 1]]``.
+
+    Without calibration a plausible camera is assumed: ``f = 0.8 * width`` pixels (a ~64 degree
+    horizontal field of view, typical of small robot cameras) and the principal point at the
+    image centre ``((W - 1) / 2, (H - 1) / 2)``.
+
+    Args:
+        height: image height ``H`` in pixels.
+        width: image width ``W`` in pixels.
+        focal: focal length in pixels; default ``0.8 * width``.
+        cx: principal point column; default ``(W - 1) / 2``.
+        cy: principal point row; default ``(H - 1) / 2``.
+
+    Returns:
+        ``(3, 3)`` camera matrix.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"default_intrinsics: need height, width >= 1, got {height}x{width}")
+    f = 0.8 * width if focal is None else float(focal)
+    if f <= 0:
+        raise ValueError(f"default_intrinsics: focal must be > 0 pixels, got {f}")
+    cx = (width - 1) / 2.0 if cx is None else float(cx)
+    cy = (height - 1) / 2.0 if cy is None else float(cy)
+    return torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], device=device, dtype=dtype)
+
+
+def disparity_to_depth(
+    disparity: torch.Tensor, focal: float, baseline: float, min_disparity: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth of a rectified stereo pair: ``depth = focal * baseline / disparity``.
+
+    Args:
+        disparity: ``(B, 1, H, W)`` left disparities in pixels.
+        focal: focal length in pixels (of the images the disparity was computed on).
+        baseline: distance between the cameras; depth comes out in its unit.
+        min_disparity: disparities at or below this (pixels) are invalid (depth 0): they are
+            at or beyond the range the pair resolves.
+
+    Returns:
+        ``(depth, valid)``: ``(B, 1, H, W)`` depth (0 where invalid) and bool validity.
+    """
+    if not isinstance(disparity, torch.Tensor):
+        raise TypeError(
+            f"disparity_to_depth: disparity must be a torch.Tensor, got {type(disparity).__name__}"
+        )
+    if disparity.ndim != 4 or disparity.shape[1] != 1:
+        raise ValueError(
+            f"disparity_to_depth: disparity must have shape (B, 1, H, W), got "
+            f"{tuple(disparity.shape)}"
+        )
+    if focal <= 0 or baseline <= 0:
+        raise ValueError(
+            f"disparity_to_depth: focal and baseline must be > 0, got {focal} and {baseline}"
+        )
+    valid = torch.isfinite(disparity) & (disparity > min_disparity)
+    safe = torch.where(valid, disparity, torch.ones_like(disparity))
+    depth = torch.where(valid, focal * baseline / safe, torch.zeros_like(disparity))
+    return depth, valid
+
+
+def backproject(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Camera-frame 3D point of every pixel: ``((u - cx) z / fx, (v - cy) z / fy, z)``.
+
+    ``u`` is the column and ``v`` the row; x points right, y down, z forward (OpenCV
+    convention). Thin wrapper of :func:`kornia.geometry.depth.depth_to_3d_v2` with shape checks.
+
+    Args:
+        depth: ``(B, 1, H, W)`` depth ``z``.
+        intrinsics: ``(3, 3)`` or ``(B, 3, 3)`` camera matrices.
+
+    Returns:
+        ``(B, H, W, 3)`` points, in the unit of ``depth``.
+
+    Example:
+        >>> K = default_intrinsics(2, 4)
+        >>> backproject(torch.ones(1, 1, 2, 4), K).shape
+        torch.Size([1, 2, 4, 3])
+    """
+    if not isinstance(depth, torch.Tensor) or not isinstance(intrinsics, torch.Tensor):
+        raise TypeError("backproject: depth and intrinsics must be torch.Tensors")
+    if depth.ndim != 4 or depth.shape[1] != 1:
+        raise ValueError(
+            f"backproject: depth must have shape (B, 1, H, W), got {tuple(depth.shape)}"
+        )
+    b = depth.shape[0]
+    if intrinsics.shape == (3, 3):
+        intrinsics = intrinsics.expand(b, 3, 3)
+    if intrinsics.shape != (b, 3, 3):
+        raise ValueError(
+            f"backproject: intrinsics must have shape (3, 3) or (B, 3, 3) = ({b}, 3, 3), got "
+            f"{tuple(intrinsics.shape)}"
+        )
+    return depth_to_3d_v2(depth[:, 0], intrinsics.to(depth))

@@ -1,0 +1,99 @@
+"""StereoDepthModule: padding, stage weights, metrics, evaluation and pictures."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_depth import StereoDepthModule
+from lightning_depth.models import AnyNet
+
+
+def _batch(n: int = 2, h: int = 64, w: int = 128) -> dict:
+    g = torch.Generator().manual_seed(2)
+    disparity = 4 + 8 * torch.rand(n, 1, h, w, generator=g)
+    disparity[:, :, :, :3] = 0  # invalid
+    return {
+        "left": torch.randn(n, 3, h, w, generator=g),
+        "right": torch.randn(n, 3, h, w, generator=g),
+        "disparity": disparity,
+        "name": [f"s/{i:04d}" for i in range(n)],
+    }
+
+
+def test_forward_pads_any_size_and_crops_back() -> None:
+    module = StereoDepthModule(net=AnyNet(spn_channels=2)).eval()
+    left, right = torch.randn(1, 3, 50, 90), torch.randn(1, 3, 50, 90)
+    with torch.no_grad():
+        preds = module(left, right)
+    assert len(preds) == 4 and all(p.shape == (1, 1, 50, 90) for p in preds)
+    with torch.no_grad():
+        assert len(module(left, right, stages=2)) == 2
+
+
+def test_default_optimizer_is_the_originals() -> None:
+    opt = StereoDepthModule(net=AnyNet(spn_channels=0)).configure_optimizers()
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == pytest.approx(5e-4)
+
+
+def test_spn_stage_waits_for_its_start_epoch() -> None:
+    module = StereoDepthModule(net=AnyNet(spn_channels=2), spn_start_epoch=2)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    module.trainer = trainer
+    assert module.stage_weights() == (0.25, 0.5, 1.0, 0.0)
+    trainer.fit_loop.epoch_progress.current.completed = 2
+    assert module.stage_weights() == (0.25, 0.5, 1.0, 1.0)
+
+
+def test_too_few_loss_weights_is_an_error() -> None:
+    with pytest.raises(ValueError, match="loss_weights has 3 entries but the network returns 4"):
+        StereoDepthModule(net=AnyNet(spn_channels=2), loss_weights=(1.0, 1.0, 1.0))
+
+
+def test_evaluate_matches_validate_and_per_sample_values() -> None:
+    torch.manual_seed(0)
+    module = StereoDepthModule(net=AnyNet(spn_channels=0))
+    batch = _batch(3)
+    items = [{k: v[i] for k, v in batch.items()} for i in range(3)]
+    loader = DataLoader(items, batch_size=2)
+    manual = module.evaluate(loader)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    logged = trainer.validate(module, loader, verbose=False)[0]
+    for key in ("3px", "epe", "3px_stage1", "epe_stage2"):
+        assert logged[f"val/{key}"] == pytest.approx(manual[key], rel=1e-5), key
+    module.eval()
+    with torch.no_grad():
+        preds = module(batch["left"], batch["right"])
+    per_sample = module.per_sample_metrics(batch, preds)
+    assert set(per_sample) == {f"{m}_stage{k}" for m in ("3px", "epe") for k in (1, 2, 3)}
+    # the epoch value is the mean of per-sample values (each image counts once)
+    assert float(per_sample["epe_stage3"].mean()) == pytest.approx(manual["epe"], rel=1e-5)
+
+
+def test_visualize_shows_each_stage_and_blacks_out_invalid_pixels() -> None:
+    module = StereoDepthModule(net=AnyNet(spn_channels=2)).eval()
+    batch = _batch(1)
+    with torch.no_grad():
+        preds = module(batch["left"], batch["right"])
+    pictures = module.visualize(batch, preds)
+    assert list(pictures) == [
+        "left",
+        "right",
+        "ground_truth",
+        "stage1",
+        "stage2",
+        "stage3",
+        "stage4",
+        "error",
+    ]
+    assert all(p.shape == (64, 128, 3) and p.dtype == np.uint8 for p in pictures.values())
+    assert (pictures["ground_truth"][:, :3] == 0).all() and (pictures["error"][:, :3] == 0).all()
