@@ -118,6 +118,36 @@ class DepthTask(L.LightningModule):
     def predict_outputs(self, batch: dict) -> Any:
         raise NotImplementedError
 
+    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, Any]:
+        """Loss (logged per term under ``{stage}/...``) and the network's outputs."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> Any:
+        _, outputs = self._step(batch, "val")
+        self.update_metrics(self.val_metrics, batch, outputs)
+        return outputs
+
+    def test_step(self, batch: dict, batch_idx: int) -> Any:
+        _, outputs = self._step(batch, "test")
+        self.update_metrics(self.test_metrics, batch, outputs)
+        return outputs
+
+    def _log_epoch_metrics(self, metrics: torch.nn.ModuleDict, stage: str) -> None:
+        values = self.compute_metrics(metrics)
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
+        for m in metrics.values():
+            m.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.test_metrics, "test")
+
     @torch.no_grad()
     def evaluate(self, dataloader: Iterable[dict]) -> dict[str, float]:
         """Run the model over ``dataloader`` outside the Trainer loop and return the epoch

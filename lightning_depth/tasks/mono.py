@@ -146,32 +146,6 @@ class MonoDepthModule(DepthTask):
             )
         return terms["loss"], pred
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch, "train")
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        _, pred = self._step(batch, "val")
-        self.update_metrics(self.val_metrics, batch, pred)
-        return pred
-
-    def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        _, pred = self._step(batch, "test")
-        self.update_metrics(self.test_metrics, batch, pred)
-        return pred
-
-    def _log_epoch_metrics(self, metrics: nn.ModuleDict, stage: str) -> None:
-        values = self.compute_metrics(metrics)
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
-        for m in metrics.values():
-            m.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.test_metrics, "test")
-
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         """Log-depth of images of any size: padded (replicate) on the right and bottom to a
         multiple of ``2**net.depth`` and cropped back, so every output pixel is the input's."""

@@ -180,32 +180,6 @@ class StereoDepthModule(DepthTask):
             )
         return total, preds
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch, "train")
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> list[torch.Tensor]:
-        _, preds = self._step(batch, "val")
-        self.update_metrics(self.val_metrics, batch, preds)
-        return preds
-
-    def test_step(self, batch: dict, batch_idx: int) -> list[torch.Tensor]:
-        _, preds = self._step(batch, "test")
-        self.update_metrics(self.test_metrics, batch, preds)
-        return preds
-
-    def _log_epoch_metrics(self, metrics: nn.ModuleDict, stage: str) -> None:
-        values = self.compute_metrics(metrics)
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
-        for m in metrics.values():
-            m.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.test_metrics, "test")
-
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         """Disparities of the first ``predict_stages`` stages (all if ``None``): anytime
         inference stops the network early."""
