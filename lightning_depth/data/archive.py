@@ -29,6 +29,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import json
 import os
 import tarfile
 import tempfile
@@ -91,39 +92,59 @@ def _open_raw(path: Path) -> IO[bytes]:
 class TarArchive:
     """One tar archive (plain, gzip or bzip2), indexed once, members read by name.
 
-    The index (member name -> data offset and size) is built at construction. The open file
-    handle is per process (reopened after a fork), so a DataLoader worker never shares a
-    file position with another.
+    The index (member name -> data offset and size) is built at construction, which for a
+    compressed archive means decompressing it once; with ``index_dir`` it is saved there (keyed
+    by the archive's name, size and modification time) and later constructions load it (the
+    DataModules build it in ``prepare_data``, so the DDP processes of a run load it). The open file handle is per process (reopened after a
+    fork), so a DataLoader worker never shares a file position with another.
 
     Args:
         path: the archive.
+        index_dir: folder to keep the index in (``None``: index on every construction).
 
     Raises:
         DataError: the archive is missing, not a tar archive, or truncated (the message names
             the archive and the last member read).
     """
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, index_dir: Optional[PathLike] = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             reason = "is a folder, not a file" if self.path.exists() else "does not exist"
             raise DataError(f"archive {self.path} {reason}")
         self.compression = _compression(self.path)
-        self.members: dict[str, tuple[int, int]] = {}
+        stat = self.path.stat()
+        saved = None
+        if index_dir is not None:
+            saved = Path(index_dir) / f"{self.path.name}.{stat.st_size}.{stat.st_mtime_ns}.json"
+        if saved is not None and saved.is_file():
+            self.members = {k: tuple(v) for k, v in json.loads(saved.read_text()).items()}
+        else:
+            self.members = self._index()
+            if saved is not None:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                # write then rename, so a process reading it never sees half a file
+                partial = saved.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_text(json.dumps(self.members))
+                partial.replace(saved)
+        self._file: Optional[IO[bytes]] = None
+        self._pid = -1
+
+    def _index(self) -> dict[str, tuple[int, int]]:
+        members: dict[str, tuple[int, int]] = {}
         last = "(none)"
         try:
             with tarfile.open(self.path, "r:*") as tar:
                 for info in tar:
                     if info.isfile():
                         last = _normalise(info.name)
-                        self.members[last] = (info.offset_data, info.size)
+                        members[last] = (info.offset_data, info.size)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             raise DataError(
                 f"archive {self.path} is not a readable tar archive or is truncated (last "
                 f"member read: {last}): {e}"
             ) from e
-        self._file: Optional[IO[bytes]] = None
-        self._pid = -1
+        return members
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -166,14 +187,15 @@ class ArchiveSet:
 
     Args:
         paths: the archives. A member name found in two archives is an error.
+        index_dir: where to keep the archives' indexes (see :class:`TarArchive`).
     """
 
-    def __init__(self, paths: Sequence[PathLike]) -> None:
+    def __init__(self, paths: Sequence[PathLike], index_dir: Optional[PathLike] = None) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         if not paths:
             raise ValueError("need at least one archive path")
-        self.archives = [TarArchive(p) for p in paths]
+        self.archives = [TarArchive(p, index_dir=index_dir) for p in paths]
         self.owner: dict[str, TarArchive] = {}
         for archive in self.archives:
             for name in archive.members:

@@ -380,11 +380,13 @@ class DIODEDataModule(L.LightningDataModule):
             Each gives the same samples in the same split.
         archives: the archive files, for ``source="archive"``.
         shards: shard folder or ``s3://bucket/prefix`` holding ``train/``, ``val/``, ``test/``,
-            for ``source="shards"``; its samples are already resized, so ``size``,
-            ``splits``, ``scene_types``, ``fractions`` and the split ``seed`` are those given
-            to ``prepare`` (``seed`` still seeds the shuffle and flips).
+            for ``source="shards"``; its samples are already resized (``size`` must be the
+            one given to ``prepare``, checked per item) and split (``splits``,
+            ``scene_types``, ``fractions`` and the split ``seed`` are ``prepare``'s;
+            ``seed`` still seeds the shuffle and flips).
         cache_dir: download cache for remote shards (default: a fresh temporary folder per
-            run, as a stale litdata cache can hang).
+            run, as a stale litdata cache can hang); for archives, where their member indexes
+            are kept (default: indexed again in every run).
         endpoint_url: S3-compatible endpoint for ``s3://`` shards.
     """
 
@@ -440,6 +442,11 @@ class DIODEDataModule(L.LightningDataModule):
         self._is_setup = False
 
     def prepare_data(self) -> None:
+        if self.hparams.source == "archive" and self.hparams.cache_dir:
+            from lightning_depth.data.archive import ArchiveSet
+
+            # index once on one process; setup() on every process loads the saved index
+            ArchiveSet(self.hparams.archives, index_dir=self.hparams.cache_dir)
         if self.hparams.source != "folder":
             return
         if self.synth_samples > 0 and not _find_images(self.root, self.splits, self.scene_types):
@@ -469,7 +476,7 @@ class DIODEDataModule(L.LightningDataModule):
                 list_diode_archive,
             )
 
-            archives = ArchiveSet(self.hparams.archives)
+            archives = ArchiveSet(self.hparams.archives, index_dir=self.hparams.cache_dir)
             files = list_diode_archive(archives, self.splits, self.scene_types)
 
             def make(files: list, hflip: bool = False) -> Dataset:
@@ -493,7 +500,9 @@ class DIODEDataModule(L.LightningDataModule):
         from lightning_depth.data.streaming import DIODEStreamingDataset
 
         hp = self.hparams
-        common = dict(seed=self.seed, cache_dir=hp.cache_dir, endpoint_url=hp.endpoint_url)
+        common = dict(
+            seed=self.seed, size=self.size, cache_dir=hp.cache_dir, endpoint_url=hp.endpoint_url
+        )
         base = hp.shards.rstrip("/")
         self.train_set = DIODEStreamingDataset(
             f"{base}/train", hflip=self.hflip, shuffle=True, **common

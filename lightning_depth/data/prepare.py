@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import multiprocessing
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -186,7 +187,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         written = (prepare_diode if args.dataset == "diode" else prepare_monkaa)(args)
     except DataError as e:
-        print(f"error: {e}")
+        print(f"lightning_depth prepare: error: {e}", file=sys.stderr)
         return 1
     counts = " ".join(f"{k}={v}" for k, v in written.items())
     print(f"wrote {args.dataset} shards to {args.out}: {counts}")

@@ -16,11 +16,14 @@ chunks; shuffling is seeded by ``(seed, epoch)`` and a ``StreamingDataLoader`` h
 Augmentation (flip, crop) is seeded by ``(seed, epoch, sample index)``, as with
 :class:`~lightning_depth.data.loaders.SeededShuffleSampler`.
 
-Known litdata traps handled here: a fresh cache folder per run (``cache_dir=None`` makes one;
-a stale cache of another dataset version can hang), and ``drop_last``: litdata forces it on
-under DDP so that every process gets as many batches (otherwise DDP would hang on an uneven
-last step); at most ``world_size * num_workers * batch_size - 1`` samples of an epoch are
-then skipped, a different set each epoch since the order is reshuffled.
+Known litdata traps handled here: a fresh cache folder per run (``cache_dir=None`` makes one
+for remote shards; a stale cache of other shards can hang), and ``drop_last``. For training it
+is litdata's default, on under DDP, so every process runs as many steps (an extra step on one
+process would hang DDP's gradient all-reduce): when the training split does not share out
+evenly, the few samples left over are skipped in that epoch, different ones each epoch as the
+order is reshuffled (none are repeated).
+Evaluation datasets set it off, so every sample is evaluated exactly once (processes may then
+run different numbers of validation steps, which is safe: metrics sync once per epoch).
 """
 
 from __future__ import annotations
@@ -47,8 +50,32 @@ __all__ = [
 
 
 def storage_options(endpoint_url: Optional[str] = None) -> dict[str, Any]:
-    """litdata/boto3 storage options for an S3-compatible endpoint (``None``: AWS defaults)."""
-    return {"endpoint_url": endpoint_url} if endpoint_url else {}
+    """litdata/boto3 storage options for an S3-compatible endpoint (``None``: AWS defaults).
+
+    A plain ``http://`` endpoint (a local MinIO or moto server) also needs the workaround of
+    :func:`_allow_plain_http`, applied here.
+    """
+    if not endpoint_url:
+        return {}
+    if endpoint_url.startswith("http://"):
+        _allow_plain_http()
+    return {"endpoint_url": endpoint_url}
+
+
+def _allow_plain_http() -> None:
+    """Let litdata's obstore transfers use ``http://`` endpoints.
+
+    litdata 0.2.76 uploads (``optimize``) and prefetches chunks through obstore with fixed
+    client options that lack ``allow_http``, and obstore then refuses any ``http://`` URL
+    ("builder error: BadScheme"); boto3, used for the rest, accepts it. No litdata option
+    reaches those client options, so they are extended in place, once per process; a later
+    litdata that renames them is left alone.
+    """
+    from litdata.streaming import downloader
+
+    options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+    if isinstance(options, dict) and "allow_http" not in options:
+        downloader._OBSTORE_CLIENT_OPTIONS = {**options, "allow_http": True}
 
 
 class _ShardDataset(StreamingDataset):
@@ -80,9 +107,14 @@ class _ShardDataset(StreamingDataset):
         self.aug_seed = seed
 
     def _chunk_name(self, index: Any) -> str:
+        # litdata has no public lookup of an item's chunk file; this is best effort for the
+        # message only.
         try:
-            chunk = self.cache._reader.config._chunks[index.chunk_index]["filename"]
-        except (AttributeError, IndexError, KeyError, TypeError):
+            chunk_index = getattr(index, "chunk_index", None)
+            if chunk_index is None:
+                chunk_index = self.cache._get_chunk_index_from_index(int(index))[1]
+            chunk = self.cache._reader.config._chunks[chunk_index]["filename"]
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
             chunk = "(unknown chunk)"
         return f"{self.input_dir_name}/{chunk}"
 
@@ -128,6 +160,7 @@ class DIODEStreamingDataset(_ShardDataset):
         shuffle: seeded shuffling (training).
         seed: seed of the shuffle and of the flips.
         hflip: flip each sample left-right with probability 0.5.
+        size: expected ``(H, W)``; an item of another size raises (``None``: no check).
         cache_dir: download cache for remote shards (default: a fresh temporary folder).
         endpoint_url: S3-compatible endpoint, e.g. ``http://127.0.0.1:9000``.
         drop_last: litdata's (``None``: on under DDP only).
@@ -135,12 +168,26 @@ class DIODEStreamingDataset(_ShardDataset):
 
     fields = {"image": (np.uint8, 3), "target": (np.float32, 2), "mask": (np.uint8, 2)}
 
-    def __init__(self, input_dir: str, hflip: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_dir: str,
+        hflip: bool = False,
+        size: Optional[tuple[int, int]] = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(input_dir, **kwargs)
         self.hflip = hflip
+        self.size = None if size is None else (int(size[0]), int(size[1]))
 
     def __getitem__(self, index: Any) -> dict:
         data, number = self.read_sample(index)
+        got = data["image"].shape[:2]
+        if self.size is not None and tuple(got) != self.size:
+            raise DataError(
+                f"shard {self._chunk_name(index)} holds {got[0]}x{got[1]} (H x W) samples but "
+                f"size is {self.size[0]}x{self.size[1]}; run `lightning_depth prepare diode "
+                f"--size {self.size[0]} {self.size[1]}` or set size to the shards' size"
+            )
         # The folder path scales by float32(1/255), not / 255; keep the same bits.
         image = torch.from_numpy(data["image"].astype(np.float32) * np.float32(1 / 255))
         sample = {

@@ -1,0 +1,210 @@
+"""Data loading throughput: extracted folder vs archives read in place vs litdata shards.
+
+Generates DIODE-layout (1024x768 sources) and Monkaa-layout (960x540) data, packs them as
+the published archives (DIODE ``val.tar.gz``; Monkaa ``frames_cleanpass.tar`` and
+``disparity.tar.bz2``) and as shards (``lightning_depth prepare``), then reads every sample
+in a shuffled order in one process (samples/s per DataLoader worker, best of 3 passes) at
+training sizes: 256x256 mono items, 256x512 stereo crops. Archives are also read in archive
+order, which is what ``prepare`` does; shards are also read as whole epochs through a
+``StreamingDataLoader``, whose per-epoch start-up dominates on sets this small. Finally a short mono training run (DepthAutoencoder, batch 8,
+256x256, one loader worker) on shards measures the fraction of step time spent waiting for
+data.
+
+Rendered scenes compress better than photographs, so the PNG decoding cost here is a lower
+bound of the real data's.
+
+Usage::
+
+    python benchmarks/bench_data.py                 # training sizes (about 3 minutes)
+    python benchmarks/bench_data.py --quick         # smoke run, tiny sizes (not comparable)
+
+The last line is ``RESULT shards_vs_folder_mono=<x> shards_vs_folder_stereo=<x>
+data_wait_fraction=<x>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lightning_depth.data.archive import (
+    ArchiveSet,
+    DIODEArchiveDataset,
+    MonkaaArchiveDataset,
+    list_diode_archive,
+    list_monkaa_archive,
+)
+from lightning_depth.data.diode import DIODEDataset, list_diode_samples
+from lightning_depth.data.monkaa import MonkaaDataset, list_monkaa_samples, synthesize_monkaa
+from lightning_depth.data.prepare import main as prepare
+from lightning_depth.data.streaming import (
+    DIODEStreamingDataset,
+    MonkaaStreamingDataset,
+    StreamingDataLoader,
+)
+from lightning_depth.data.synth import synthesize_diode
+
+
+def rate(dataset, order, repeats: int = 3) -> float:
+    """Samples/s reading ``dataset[i]`` for ``i`` in ``order`` in this process; the best of
+    ``repeats`` passes, as other processes on a shared machine only ever slow a pass down."""
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in order:
+            dataset[i]
+        best = max(best, len(order) / (time.perf_counter() - start))
+    return best
+
+
+def loader_epoch_rate(dataset, repeats: int = 3) -> float:
+    """Samples/s of a whole shuffled epoch through a single-process StreamingDataLoader,
+    start-up included (it dominates on these small sets); the best of ``repeats`` epochs."""
+    loader = StreamingDataLoader(dataset, batch_size=1, num_workers=0)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = sum(1 for _ in loader)
+        best = max(best, n / (time.perf_counter() - start))
+    return best
+
+
+def pack(folder: Path, top: str, archive: Path, mode: str) -> Path:
+    with tarfile.open(archive, mode) as tar:
+        tar.add(folder / top, arcname=top)
+    return archive
+
+
+def bench_mono(root: Path, n: int, source_size, size) -> dict[str, float]:
+    synthesize_diode(root / "folder", n=n, size=source_size, seed=0)
+    t = time.perf_counter()
+    archive = pack(root / "folder", "val", root / "val.tar.gz", "w:gz")
+    pack_s = time.perf_counter() - t
+    t = time.perf_counter()
+    argv = ["diode", "--src", str(root / "folder"), "--out", str(root / "shards")]
+    prepare([*argv, "--size", *map(str, size), "--fractions", "1", "0", "0"])
+    prepare_s = time.perf_counter() - t
+
+    files = list_diode_samples(root / "folder")
+    order = [(i, i) for i in random.Random(0).sample(range(n), n)]
+    out = {"folder": rate(DIODEDataset(files, size=size, hflip=True), order)}
+    t = time.perf_counter()
+    archives = ArchiveSet([archive])
+    index_s = time.perf_counter() - t
+    members = list_diode_archive(archives)
+    from_archive = DIODEArchiveDataset(archives, members, size=size, hflip=True)
+    out["archive_gz_shuffled"] = rate(from_archive, order)
+    out["archive_gz_in_order"] = rate(from_archive, [(i, i) for i in range(n)])
+    shards = DIODEStreamingDataset(str(root / "shards" / "train"), hflip=True)
+    out["shards"] = rate(shards, [i for i, _ in order])
+    out["shards_loader_epoch"] = loader_epoch_rate(shards)
+    print(
+        f"mono {n} samples {source_size[0]}x{source_size[1]} -> {size[0]}x{size[1]}: "
+        f"pack tar.gz {pack_s:.1f} s, index {index_s:.2f} s, prepare {prepare_s:.1f} s"
+    )
+    return out
+
+
+def bench_stereo(root: Path, frames: int, source_size, crop) -> dict[str, float]:
+    synthesize_monkaa(root / "folder", scenes=1, frames=frames, size=source_size, seed=0)
+    archives = ArchiveSet(
+        [
+            pack(root / "folder", "frames_cleanpass", root / "frames_cleanpass.tar", "w"),
+            pack(root / "folder", "disparity", root / "disparity.tar.bz2", "w:bz2"),
+        ]
+    )
+    t = time.perf_counter()
+    argv = ["monkaa", "--src", str(root / "folder"), "--out", str(root / "shards")]
+    prepare([*argv, "--val-fraction", str(1 / frames)])
+    prepare_s = time.perf_counter() - t
+    samples = list_monkaa_samples(root / "folder")
+    n = len(samples)
+    order = [(i, i) for i in random.Random(0).sample(range(n), n)]
+    kwargs = dict(training=True, crop_size=crop)
+    out = {"folder": rate(MonkaaDataset(samples, **kwargs), order)}
+    from_archive = MonkaaArchiveDataset(archives, list_monkaa_archive(archives), **kwargs)
+    out["archive_tar_bz2_shuffled"] = rate(from_archive, order)
+    out["archive_tar_bz2_in_order"] = rate(from_archive, [(i, i) for i in range(n)])
+    shards = MonkaaStreamingDataset(str(root / "shards" / "train"), **kwargs)
+    # the shards hold the train split only (prepare split off a validation frame)
+    out["shards"] = rate(shards, random.Random(0).sample(range(len(shards)), len(shards)))
+    out["shards_loader_epoch"] = loader_epoch_rate(shards)
+    print(
+        f"stereo {n} frames {source_size[0]}x{source_size[1]}, crops {crop}: prepare {prepare_s:.1f} s"
+    )
+    return out
+
+
+def data_wait_fraction(shards: Path, steps: int, batch_size: int) -> float:
+    """Share of wall time a mono training loop spends in ``next(loader)``."""
+    from lightning_depth.losses.mono import MonoDepthLoss
+    from lightning_depth.models.autoencoder import DepthAutoencoder
+
+    net, loss_fn = DepthAutoencoder(depth=3), MonoDepthLoss()
+    optimizer = torch.optim.Adam(net.parameters())
+    dataset = DIODEStreamingDataset(str(shards), hflip=True, shuffle=True)
+    loader = StreamingDataLoader(dataset, batch_size=batch_size, num_workers=1, drop_last=True)
+    waited, done = 0.0, 0
+    start = time.perf_counter()
+    while done < steps:
+        it = iter(loader)
+        while done < steps:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            waited += time.perf_counter() - t
+            loss = loss_fn(net(batch["image"]), batch["target"], batch["mask"])["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            done += 1
+    return waited / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
+    parser.add_argument("--mono-samples", type=int, default=12)
+    parser.add_argument("--stereo-frames", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.quick:
+        mono = dict(n=6, source_size=(64, 48), size=(32, 32))
+        stereo = dict(frames=4, source_size=(128, 64), crop=(32, 64))
+        steps, batch_size = 3, 2
+    else:
+        mono = dict(n=args.mono_samples, source_size=(1024, 768), size=(256, 256))
+        stereo = dict(frames=args.stereo_frames, source_size=(960, 540), crop=(256, 512))
+        steps, batch_size = args.steps, 8
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        root = Path(tmp)
+        # one thread, as in a DataLoader worker (PyTorch sets it there): per-worker rates
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        m = bench_mono(root / "diode", **mono)
+        s = bench_stereo(root / "monkaa", **stereo)
+        torch.set_num_threads(threads)
+        for name, rates in (("mono", m), ("stereo", s)):
+            for source, value in rates.items():
+                print(f"{name:6s} {source:26s} {value:8.1f} samples/s per worker")
+        wait = data_wait_fraction(root / "diode" / "shards" / "train", steps, batch_size)
+        print(
+            f"mono training from shards, 1 worker, batch {batch_size}: waits {wait:.1%} of the time"
+        )
+    print(
+        f"RESULT shards_vs_folder_mono={m['shards'] / m['folder']:.2f} "
+        f"shards_vs_folder_stereo={s['shards'] / s['folder']:.2f} data_wait_fraction={wait:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
