@@ -14,6 +14,11 @@ The CPU options (all keep float32 numerics; see ``optimize_for_cpu`` in
 - ``compile``: ``torch.compile`` (inductor) of network + loss, which fuses batch norm,
   activations, the residual adds, the concatenations and the loss into a few C++ loops.
 - ``fused_adam``: ``torch.optim.Adam(fused=True)``, one kernel for the optimizer step.
+- ``OMP_WAIT_POLICY=PASSIVE`` (set here unless the environment sets it; OpenMP reads it when
+  torch loads, so export it before starting a training run too): idle OpenMP threads sleep
+  instead of spinning. On a CPU shared with other processes, spinning threads steal the
+  cores the other threads of the same step wait for; compare with
+  ``OMP_WAIT_POLICY=ACTIVE python benchmarks/bench_mono.py``.
 
 Usage::
 
@@ -29,16 +34,20 @@ step with :func:`time_training_step` and append ``port_vs_keras_414=...`` to the
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+# Before torch loads OpenMP, which reads it once (see the module docstring).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from lightning_depth.losses.mono import MonoDepthLoss
-from lightning_depth.models.autoencoder import DepthAutoencoder
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from lightning_depth.losses.mono import MonoDepthLoss  # noqa: E402
+from lightning_depth.models.autoencoder import DepthAutoencoder  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -238,7 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     best = StepOptions(compile=not args.no_compile)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-        f"{args.size}x{args.size}, {args.steps} steps after {args.warmup} warm-up; "
+        f"{args.size}x{args.size}, {args.steps} steps after {args.warmup} warm-up, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
         "shared CPU: numbers move with other load, ratios are taken against matmuls run "
         "between the steps",
         flush=True,
@@ -250,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             StepOptions(True, False, False),
             StepOptions(True, False, True),
             StepOptions(False, not args.no_compile, True),
-        ):
+        ):  # the best (all on) follows below
             run(4, args.batch_size, args.size, args.steps, args.warmup, options, args.matmul_n)
     print("best options:", flush=True)
     m4 = run(4, args.batch_size, args.size, args.steps, args.warmup, best, args.matmul_n)

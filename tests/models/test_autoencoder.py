@@ -8,9 +8,12 @@ from lightning_depth.models.autoencoder import (
     BottleneckBlock,
     DepthAutoencoder,
     DownBlock,
+    KerasBatchNorm2d,
     UpBlock,
+    _upsample_nearest_2x_broadcast,
     count_parameters,
     optimize_for_cpu,
+    upsample_nearest_2x,
 )
 
 
@@ -56,8 +59,27 @@ def test_batch_norm_uses_keras_defaults() -> None:
     bns = [m for m in DepthAutoencoder(depth=3).modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == 12
     for bn in bns:
+        assert isinstance(bn, KerasBatchNorm2d)
         assert bn.eps == pytest.approx(1e-3)
         assert bn.momentum == pytest.approx(0.01)
+
+
+def test_running_variance_follows_keras() -> None:
+    # Keras: moving = moving * 0.99 + stat * 0.01 with the *biased* batch variance.
+    bn = KerasBatchNorm2d(3, eps=1e-3, momentum=0.01).double()
+    mean, var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    for _ in range(3):
+        x = 3.0 * torch.randn(2, 3, 2, 2, dtype=torch.float64) + 1.0
+        out = bn(x)
+        v, m = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+        mean, var = mean * 0.99 + m * 0.01, var * 0.99 + v * 0.01
+        expected = (x - m[:, None, None]) / torch.sqrt(v[:, None, None] + 1e-3)
+        torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    assert bn.num_batches_tracked.item() == 3
+    # Plain nn.BatchNorm2d would have used the unbiased variance (n = 8 here).
+    assert isinstance(bn, nn.BatchNorm2d)
 
 
 @pytest.mark.parametrize("depth", [3, 4])
@@ -69,9 +91,9 @@ def test_output_shape_and_head_range(
     net = DepthAutoencoder(depth=depth, activation=activation, head=head, max_output=6.0)
     net = net.to(device, dtype)
     # A large input scale drives the head far beyond (-1, 1) unless tanh bounds it.
-    x = 50.0 * torch.rand(2, 3, 32, 64, device=device, dtype=dtype)
+    x = 50.0 * torch.rand(2, 3, 16, 32, device=device, dtype=dtype)
     y = net(x)
-    assert y.shape == (2, 1, 32, 64)
+    assert y.shape == (2, 1, 16, 32)
     assert torch.isfinite(y).all()
     bound = {"tanh": 1.0, "scaled_tanh": 6.0, "linear": float("inf")}[head]
     assert y.abs().max() <= bound
@@ -183,7 +205,6 @@ def test_channels_last_keeps_numerics() -> None:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_broadcast_upsampling_equals_interpolate(channels_last: bool) -> None:
-    from lightning_depth.models.autoencoder import _upsample_nearest_2x_broadcast, upsample_nearest_2x
 
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     if channels_last:
@@ -216,3 +237,5 @@ def test_compiled_training_step_matches_eager() -> None:
     out.square().mean().backward()
     for (name, p), q in zip(net.named_parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+    for (name, b), c in zip(net.named_buffers(), fast.buffers()):
+        torch.testing.assert_close(c, b, atol=1e-6, rtol=1e-5, msg=name)
