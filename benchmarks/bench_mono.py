@@ -27,8 +27,9 @@ Usage::
     python benchmarks/bench_mono.py --quick        # smoke run (tiny sizes, not comparable)
 
 The last line is ``RESULT train_vs_matmul_414=<x> train_vs_matmul_313=<y>
-samples_per_s_414=<z>``; another benchmark (e.g. a Keras reference step) can time its own
-step with :func:`time_training_step` and append ``port_vs_keras_414=...`` to the same line.
+samples_per_s_414=<z> port_vs_keras_414=<r> port_vs_keras_313=<r>``: the Keras reference's
+training step (``reference_keras``, the full original loss and Adam) is timed on the same
+batch shape in the same run (``--no-keras`` skips it).
 """
 
 from __future__ import annotations
@@ -228,6 +229,25 @@ def run(
     return m
 
 
+def keras_samples_per_s(depth: int, batch_size: int, size: int, steps: int, warmup: int) -> float:
+    """Training throughput of the Keras reference (``reference_keras``, the original
+    ``train_step`` with the full original loss and Adam) on the same batch shape."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reference_keras/
+    import numpy as np
+
+    import reference_keras as rk
+
+    model = rk.build_model(depth=depth, height=size, width=size)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, size, size, 3), dtype=np.float32)
+    y = rng.random((batch_size, size, size, 1), dtype=np.float32)
+    times = time_training_step(lambda: model.train_on_batch(x, y), steps, warmup)
+    return batch_size / statistics.median(times)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=7, help="timed steps per configuration")
@@ -239,6 +259,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--ablation", action="store_true", help="also time each option alone")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, few steps")
+    parser.add_argument(
+        "--no-keras", action="store_true", help="skip the Keras reference (needs the parity extra)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup, args.batch_size, args.size, args.matmul_n = 2, 1, 2, 64, 512
@@ -265,10 +288,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print("best options:", flush=True)
     m4 = run(4, args.batch_size, args.size, args.steps, args.warmup, best, args.matmul_n)
     m3 = run(3, args.batch_size, args.size, args.steps, args.warmup, best, args.matmul_n)
-    print(
+    result = (
         f"RESULT train_vs_matmul_414={m4.ratio:.3f} train_vs_matmul_313={m3.ratio:.3f} "
         f"samples_per_s_414={m4.samples_per_s:.2f}"
     )
+    if not args.no_keras:
+        print("Keras reference (reference_keras, original train_step and loss):", flush=True)
+        for depth, m in ((4, m4), (3, m3)):
+            keras = keras_samples_per_s(depth, args.batch_size, args.size, args.steps, args.warmup)
+            print(
+                f"  {depth}-1-{depth} keras {keras:6.2f} samples/s, port {m.samples_per_s:6.2f}: "
+                f"port/keras {m.samples_per_s / keras:.2f}x",
+                flush=True,
+            )
+            result += f" port_vs_keras_{depth}1{depth}={m.samples_per_s / keras:.2f}"
+    print(result)
 
 
 if __name__ == "__main__":
