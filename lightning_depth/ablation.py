@@ -7,7 +7,9 @@ shares (``base``: data, trainer budget, seed), extra LightningCLI arguments for 
 
     name: mono
     task: mono                        # mono | stereo: which table and plots
-    base: [../demo/mono.yaml]         # paths relative to this file
+    base:                             # paths relative to this file, or inline configs
+      - ../demo/mono.yaml
+      - {trainer: {max_epochs: 4}}
     args: [--trainer.callbacks=[]]
     columns: [structure, activation]  # variant fields shown in the table
     variants:
@@ -30,7 +32,7 @@ import math
 import re
 import statistics
 import time
-import types
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -45,6 +47,7 @@ __all__ = [
     "load_ablation_config",
     "logger_configs",
     "main",
+    "parameter_count",
     "read_loss_curves",
     "run_ablation",
     "write_report",
@@ -82,7 +85,8 @@ class AblationConfig:
     Args:
         name: ablation name (report title, default output folder, W&B group prefix).
         task: ``"mono"`` or ``"stereo"``.
-        base: absolute paths of LightningCLI configs every variant shares.
+        base: LightningCLI configs every variant shares: absolute paths, or inline configs as
+            JSON strings.
         args: LightningCLI arguments every variant shares.
         variants: the rows.
         columns: variant ``info`` fields shown in the table, in order.
@@ -115,6 +119,24 @@ def _str_list(value: Any, what: str, path: Path) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
         raise ValueError(f"{path}: {what} must be a list of strings, got {value!r}")
     return [str(v) for v in value]
+
+
+def _base_list(value: Any, path: Path, resolve: Any) -> list[str]:
+    # A base entry is a config file (relative to the ablation config) or an inline mapping,
+    # which LightningCLI's --config takes as a string: a demo budget that --base drops.
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        value = [value]
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            out.append(json.dumps(item))
+        elif isinstance(item, str):
+            out.append(resolve(item, "base config"))
+        else:
+            raise ValueError(f"{path}: base entries must be config paths or mappings, got {item!r}")
+    return out
 
 
 def load_ablation_config(path: str | Path) -> AblationConfig:
@@ -183,7 +205,7 @@ def load_ablation_config(path: str | Path) -> AblationConfig:
     return AblationConfig(
         name=str(raw.get("name", path.stem)),
         task=task,
-        base=[resolve(b, "base config") for b in _str_list(raw.get("base"), "base", path)],
+        base=_base_list(raw.get("base"), path, resolve),
         args=_str_list(raw.get("args"), "args", path),
         variants=variants,
         columns=_str_list(raw.get("columns"), "columns", path),
@@ -249,7 +271,17 @@ def cli_args(
 
 
 # -- one variant ------------------------------------------------------------------------------
-def _parameter_count(task: str, module: torch.nn.Module) -> int:
+def parameter_count(task: str, module: torch.nn.Module) -> int:
+    """The table's parameter count of a network.
+
+    Args:
+        task: ``"mono"`` or ``"stereo"``.
+        module: the network (e.g. ``model.net``).
+
+    Returns:
+        mono: weights plus batch-norm running statistics (1,966,465 for 4-1-4); stereo:
+        weights only (43,269 for AnyNet with an 8-channel SPN).
+    """
     # The paper counts the autoencoders as Keras does (weights plus BN running statistics) and
     # AnyNet as PyTorch does (weights only).
     if task == "mono":
@@ -285,8 +317,8 @@ def _cpu(outputs: Any) -> Any:
 
 @torch.inference_mode()
 def _time_stages(model: Any, task: str, batch: dict, repeats: int) -> list[float]:
-    """Median milliseconds of one forward pass of one sample up to each stage (stereo:
-    stage k includes stages 1..k, as AnyNet's anytime outputs are timed)."""
+    """Median milliseconds of one forward pass of one sample (in eval mode) up to each stage
+    (stereo: stage k includes stages 1..k, as AnyNet's anytime outputs are timed)."""
     one = {k: v[:1].to(model.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
     if task == "mono":
         calls = [lambda: model(one["image"])]
@@ -295,46 +327,41 @@ def _time_stages(model: Any, task: str, batch: dict, repeats: int) -> list[float
             (lambda k=k: model(one["left"], one["right"], stages=k))
             for k in range(1, model.num_stages + 1)
         ]
+
+    def sync() -> None:
+        # CUDA runs asynchronously: wait for the kernels before reading the clock
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+
+    was_training = model.training
+    model.eval()
     times = []
-    for _ in range(2):
-        calls[-1]()  # warm-up: allocations, oneDNN kernel choice
-    for call in calls:
-        samples = []
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            call()
-            samples.append((time.perf_counter() - start) * 1000.0)
-        times.append(statistics.median(samples))
+    try:
+        for _ in range(2):
+            calls[-1]()  # warm-up: allocations, oneDNN / cuDNN kernel choice
+        for call in calls:
+            samples = []
+            for _ in range(max(1, repeats)):
+                sync()
+                start = time.perf_counter()
+                call()
+                sync()
+                samples.append((time.perf_counter() - start) * 1000.0)
+            times.append(statistics.median(samples))
+    finally:
+        model.train(was_training)
     return times
 
 
-def _stereo_per_sample_metrics(
-    model: Any, batch: dict, preds: Sequence[torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """Per-sample 3-pixel error (fraction) and EPE of every stage, each ``(B,)``; ``3px`` and
-    ``epe`` are the last stage's. NaN for a sample without valid ground truth."""
-    from lightning_depth.metrics.stereo import (
-        end_point_error_per_sample,
-        three_pixel_error_per_sample,
-    )
-
-    gt = batch["disparity"].float()
-    out = {}
-    for k, pred in enumerate(preds, start=1):
-        out[f"3px_stage{k}"] = three_pixel_error_per_sample(pred.float(), gt, model.maxdisp)
-        out[f"epe_stage{k}"] = end_point_error_per_sample(pred.float(), gt, model.maxdisp)
-    out["3px"] = out[f"3px_stage{len(preds)}"]
-    out["epe"] = out[f"epe_stage{len(preds)}"]
-    return out
-
-
 def _per_sample(model: Any, task: str, batch: dict, outputs: Any) -> dict[str, torch.Tensor]:
-    if task == "mono":
-        values = model.per_sample_metrics(batch, outputs)
-    else:
-        # Every stage, whatever the module's own per_sample_metrics reports.
-        values = _stereo_per_sample_metrics(model, batch, outputs)
-    return {k: v.detach().float().cpu() for k, v in values.items()}
+    values = {
+        k: v.detach().float().cpu() for k, v in model.per_sample_metrics(batch, outputs).items()
+    }
+    if task == "stereo":
+        # the table's figures are the last stage's
+        values["3px"] = values[f"3px_stage{len(outputs)}"]
+        values["epe"] = values[f"epe_stage{len(outputs)}"]
+    return values
 
 
 @torch.no_grad()
@@ -374,7 +401,7 @@ def _test_pass(model: Any, task: str, loader: Any, samples: int) -> dict[str, An
     return {"names": names, "values": values, "batch": first, "outputs": outputs}
 
 
-def _pictures(model: Any, task: str, batch: dict, outputs: Any) -> list[dict[str, np.ndarray]]:
+def _pictures(model: Any, batch: dict, outputs: Any) -> list[dict[str, np.ndarray]]:
     """Per kept sample: the model's ``visualize`` pictures, on the CPU."""
     if not batch:
         return []
@@ -405,17 +432,20 @@ def run_variant(
 
     variant_dir = out / "variants" / variant.slug
     variant_dir.mkdir(parents=True, exist_ok=True)
-    cli = DepthCLI(
-        DepthTask,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=42,
-        save_config_callback=LoggedConfig,
-        save_config_kwargs={"overwrite": True},
-        args=cli_args(config, variant, variant_dir, overrides, wandb),
-        run=False,
-    )
+    with warnings.catch_warnings():
+        # sys.argv holds the ablate command's own arguments, which LightningCLI warns about
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = DepthCLI(
+            DepthTask,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=42,
+            save_config_callback=LoggedConfig,
+            save_config_kwargs={"overwrite": True},
+            args=cli_args(config, variant, variant_dir, overrides, wandb),
+            run=False,
+        )
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     expected = "MonoDepthModule" if config.task == "mono" else "StereoDepthModule"
     if type(model).__name__ != expected:
@@ -423,11 +453,7 @@ def run_variant(
             f"{config.path}: task {config.task!r} needs a {expected}, but variant "
             f"{variant.name!r} builds a {type(model).__name__}"
         )
-    if config.task == "stereo" and not hasattr(model, "per_sample_metrics"):
-        # Stop-gap until StereoDepthModule has its own: PredictionPanels (added whenever a
-        # logger is on) calls it every validation batch.
-        model.per_sample_metrics = types.MethodType(_stereo_per_sample_metrics, model)
-    parameters = _parameter_count(config.task, model.net)
+    parameters = parameter_count(config.task, model.net)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
@@ -462,7 +488,7 @@ def run_variant(
         "inference_ms": inference_ms,
         "fit_seconds": fit_seconds,
         "curves": read_loss_curves(Path(csv_logger.log_dir) / "metrics.csv"),
-        "pictures": _pictures(model, config.task, passed["batch"], passed["outputs"]),
+        "pictures": _pictures(model, passed["batch"], passed["outputs"]),
         "log_dir": str(csv_logger.log_dir),
         "setup": setup,
     }

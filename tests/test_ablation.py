@@ -20,6 +20,7 @@ from lightning_depth.ablation import (
     cli_args,
     load_ablation_config,
     logger_configs,
+    parameter_count,
     read_loss_curves,
     table,
     write_report,
@@ -45,7 +46,8 @@ def test_shipped_configs_load_with_the_paper_variants() -> None:
         "mono_313_swish.yaml",
     ]
     assert mono.variants[2].info == {"structure": "3-1-3", "activation": "Swish"}
-    assert mono.base == [str((CONFIGS / "demo" / "mono.yaml").resolve())]
+    assert mono.base[0] == str((CONFIGS / "demo" / "mono.yaml").resolve())
+    assert json.loads(mono.base[1]) == {"trainer": {"max_epochs": 4}}  # the demo budget
     stereo = load_ablation_config(STEREO)
     assert stereo.task == "stereo"
     assert [Path(v.model).name for v in stereo.variants] == [
@@ -92,26 +94,49 @@ def test_variant_slug_is_a_folder_name() -> None:
 
 
 # -- per-variant CLI ----------------------------------------------------------------------------
-def test_variant_cli_gets_its_model_the_shared_data_and_the_user_overrides(tmp_path: Path) -> None:
-    config = load_ablation_config(MONO)
-    variant = config.variants[2]
-    args = cli_args(config, variant, tmp_path, overrides=["--trainer.max_epochs=3"])
-    cli = DepthCLI(
+def _variant_cli(config, variant, out: Path, **kwargs) -> DepthCLI:
+    return DepthCLI(
         DepthTask,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=args,
+        args=cli_args(config, variant, out, **kwargs),
         run=False,
     )
+
+
+def test_variant_cli_gets_its_model_the_shared_data_and_the_user_overrides(tmp_path: Path) -> None:
+    config = load_ablation_config(MONO)
+    variant = config.variants[2]
+    cli = _variant_cli(config, variant, tmp_path, overrides=["--trainer.max_epochs=3"])
     assert type(cli.model.net.down[0].act).__name__ == "SiLU"  # the variant's Swish
     assert cli.model.net.depth == 3
     # the base's data, the user's budget, the ablation's logger and no demo callbacks
     assert cli.config["data"]["init_args"]["root"] == ".cache/lightning_depth/diode_demo"
-    assert cli.trainer.max_epochs == 3
+    assert cli.trainer.max_epochs == 3  # over the ablation's demo budget
     assert [type(lg) for lg in cli.trainer.loggers] == [CSVLogger]
     assert Path(cli.trainer.loggers[0].log_dir) == tmp_path / "csv" / "version_0"
     assert not any(type(c).__name__ == "LearningReport" for c in cli.trainer.callbacks)
+
+
+def test_real_data_base_gives_the_papers_setup_with_the_variants_model(tmp_path: Path) -> None:
+    # what `--base configs/mono/diode_414.yaml` does: the experiment's data and budget
+    config = load_ablation_config(MONO)
+    config.base = [str(CONFIGS / "mono" / "diode_414.yaml")]
+    cli = _variant_cli(config, config.variants[1], tmp_path)
+    data = cli.config["data"]["init_args"]
+    assert data["root"] == "data/diode" and list(data["size"]) == [256, 256]
+    assert cli.trainer.max_epochs == 30
+    assert cli.model.net.depth == 3  # the variant's model, not the base's 4-1-4
+
+
+@pytest.mark.parametrize(("path", "counts"), [(MONO, MONO_COUNTS), (STEREO, STEREO_COUNTS)])
+def test_shipped_variants_have_the_paper_parameter_counts(
+    tmp_path: Path, path: Path, counts: list[int]
+) -> None:
+    config = load_ablation_config(path)
+    built = [_variant_cli(config, v, tmp_path / v.slug).model for v in config.variants]
+    assert [parameter_count(config.task, m.net) for m in built] == counts
 
 
 def test_wandb_puts_every_variant_in_one_group(tmp_path: Path) -> None:
@@ -121,15 +146,7 @@ def test_wandb_puts_every_variant_in_one_group(tmp_path: Path) -> None:
     for variant in config.variants[:2]:
         loggers = logger_configs(variant, tmp_path / variant.slug, settings)
         assert loggers[0]["class_path"].endswith("CSVLogger")
-        args = cli_args(config, variant, tmp_path / variant.slug, wandb=settings)
-        cli = DepthCLI(
-            DepthTask,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=args,
-            run=False,
-        )
+        cli = _variant_cli(config, variant, tmp_path / variant.slug, wandb=settings)
         wandb = cli.trainer.loggers[1]
         assert isinstance(wandb, WandbLogger)
         runs.append(wandb._wandb_init)
@@ -317,14 +334,19 @@ def test_stereo_ablation_report(tmp_path: Path) -> None:
             "--data.init_args.val_fraction=0.3",
             "--data.init_args.test_fraction=0.3",
             "--data.init_args.crop_size=[64, 128]",
+            "--data.init_args.eval_size=[64, 128]",
             "--trainer.max_epochs=1",
+            # without and with SPN (3 and 4 stages); the other counts: see the fast test
+            "--only",
+            "AnyNet",
+            "AnyNet SPN-8",
         ]
     )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     variants = results["variants"]
-    assert [v["parameters"] for v in variants] == STEREO_COUNTS
-    assert [len(v["inference_ms"]) for v in variants] == [3, 4, 4, 4, 4]
+    assert [v["parameters"] for v in variants] == [STEREO_COUNTS[0], STEREO_COUNTS[-1]]
+    assert [len(v["inference_ms"]) for v in variants] == [3, 4]
     rows = _report_rows((out / "report.md").read_text())
     assert rows == results["table"]["rows"]
     for row, v in zip(rows, variants):
@@ -340,15 +362,12 @@ def test_stereo_ablation_report(tmp_path: Path) -> None:
     assert "val/loss_stage4" not in variants[0]["curves"]
     for name in ("losses.png", "3px_box.png", "3px_samples.png", "qualitative.png"):
         _assert_picture(out / name)
-    assert (
-        yaml.safe_load(out / "variants" / "anynet_spn_8" / "csv" / "version_0" / "config.yaml")[
-            "model"
-        ]["init_args"]["net"]["init_args"]["spn_channels"]
-        == 8
-    )
+    saved = out / "variants" / "anynet_spn_8" / "csv" / "version_0" / "config.yaml"
+    net = yaml.safe_load(saved.read_text())["model"]["init_args"]["net"]
+    assert net["init_args"]["spn_channels"] == 8
 
 
-def test_report_rows_regex_sanity() -> None:
+def test_report_rows_helper_finds_the_results_table() -> None:
     # the helper above must find the results table, not the fit-time table
     text = "| Variant | Parameters |\n|---|---:|\n| a | 1 |\n\n| Variant | Fit time (s) |\n|---|---:|\n| a | 2.0 |"
     assert _report_rows(text) == [["a", "1"]]

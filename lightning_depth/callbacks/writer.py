@@ -56,6 +56,10 @@ class DepthPredictionWriter(BasePredictionWriter):
         min_disparity: stereo disparities at or below this (pixels) are invalid.
         max_depth: optional; points farther than this are left out of the point cloud and
             painted black.
+        stages: stereo: run only this many stages (anytime inference; sets the model's
+            ``predict_stages``). A command-line ``--model.init_args.predict_stages`` does not
+            work with ``--ckpt_path``: LightningCLI then rebuilds the model from the
+            checkpoint's saved arguments, overriding it.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class DepthPredictionWriter(BasePredictionWriter):
         baseline: float = 1.0,
         min_disparity: float = 0.1,
         max_depth: Optional[float] = None,
+        stages: Optional[int] = None,
     ) -> None:
         super().__init__(write_interval="batch")
         if raw_format not in RAW_FORMATS:
@@ -88,6 +93,7 @@ class DepthPredictionWriter(BasePredictionWriter):
         self.baseline = float(baseline)
         self.min_disparity = float(min_disparity)
         self.max_depth = max_depth
+        self.stages = stages
         self.written: list[Path] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -95,8 +101,22 @@ class DepthPredictionWriter(BasePredictionWriter):
             return
         from lightning_depth.deploy.export import check_checkpoint_task
 
-        if trainer.ckpt_path:
-            check_checkpoint_task(trainer.ckpt_path, _task_of(pl_module))
+        # Under LightningCLI the model is rebuilt from the checkpoint's config, so a
+        # checkpoint of the other task shows up as a model that does not fit the data.
+        data_task = _data_task(trainer.datamodule)
+        if trainer.ckpt_path and data_task is not None:
+            check_checkpoint_task(trainer.ckpt_path, data_task)
+        elif data_task is not None and data_task != _task_of(pl_module):
+            raise ValueError(
+                f"the model ({type(pl_module).__name__}, rebuilt from the checkpoint) is a "
+                f"{_task_of(pl_module)} model but the data are {data_task} inputs: a "
+                f"{_task_of(pl_module)} checkpoint needs configs/predict/"
+                f"{_task_of(pl_module)}.yaml"
+            )
+        if self.stages is not None:
+            if _task_of(pl_module) != "stereo":
+                raise ValueError("stages applies to stereo models only")
+            pl_module.predict_stages = self.stages
         if self.raw_format == "kitti" and _task_of(pl_module) == "mono":
             raise ValueError(
                 "raw_format='kitti' stores disparities; a mono model predicts depth: use "
@@ -183,6 +203,16 @@ def _task_of(pl_module: L.LightningModule) -> str:
     from lightning_depth.tasks.stereo import StereoDepthModule
 
     return "stereo" if isinstance(pl_module, StereoDepthModule) else "mono"
+
+
+def _data_task(datamodule: Any) -> Optional[str]:
+    from lightning_depth.data.predict import MonoPredictDataModule, StereoPredictDataModule
+
+    if isinstance(datamodule, StereoPredictDataModule):
+        return "stereo"
+    if isinstance(datamodule, MonoPredictDataModule):
+        return "mono"
+    return None
 
 
 def _names(prediction: dict, batch: dict, n: int) -> list[str]:

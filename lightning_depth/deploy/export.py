@@ -60,7 +60,9 @@ _PREDICT_CONFIG = {"mono": "configs/predict/mono.yaml", "stereo": "configs/predi
 def _read_checkpoint(path: PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"checkpoint {path} {'is not a file' if path.exists() else 'does not exist'}")
+        raise DataError(
+            f"checkpoint {path} {'is not a file' if path.exists() else 'does not exist'}"
+        )
     try:
         # Our own checkpoints hold the LightningCLI config (plain containers) and tensors.
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -205,7 +207,7 @@ def _input_names(wrapper: nn.Module) -> list[str]:
 
 
 def _check_size(wrapper: nn.Module, height: int, width: int) -> None:
-    multiple = 16 if isinstance(wrapper, ExportedStereo) else 2 ** wrapper.net.depth
+    multiple = 16 if isinstance(wrapper, ExportedStereo) else 2**wrapper.net.depth
     if height % multiple or width % multiple or height < 1 or width < 1:
         raise ValueError(
             f"export size must be positive multiples of {multiple} for this model, got "
@@ -243,19 +245,19 @@ def export_model(
     inputs = example_inputs(wrapper, height, width, batch=1, dtype=DTYPES[dtype])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), plain_forward():
-        if fmt == "torchscript":
+    if fmt == "torchscript":
+        with torch.no_grad(), plain_forward():
             traced = torch.jit.trace(wrapper, inputs, check_trace=False)
-            traced.save(str(out))
-            return out
+        traced.save(str(out))
+        return out
+    # torch.export inlines the custom autograd Functions' forward by itself.
+    with torch.no_grad():
         dynamic = None
         if isinstance(wrapper, ExportedMono):
             # Dynamic batch and spatial size, in multiples of the encoder's stride.
             m = 2**wrapper.net.depth
             dim = torch.export.Dim
-            dynamic = {
-                "image": {0: dim("batch"), 2: m * dim("h_blocks"), 3: m * dim("w_blocks")}
-            }
+            dynamic = {"image": {0: dim("batch"), 2: m * dim("h_blocks"), 3: m * dim("w_blocks")}}
         program = torch.onnx.export(
             wrapper,
             inputs,
@@ -342,11 +344,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     height = args.height or 256
     width = args.width or (512 if stereo else 256)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
-    out = Path(args.out) if args.out else Path(args.ckpt_path).with_name(
-        f"{Path(args.ckpt_path).stem}_{args.dtype}{suffix}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.ckpt_path).with_name(f"{Path(args.ckpt_path).stem}_{args.dtype}{suffix}")
     )
     export_model(wrapper, out, args.format, args.dtype, height, width)
-    summary: dict = {"file": str(out), "bytes": out.stat().st_size, "height": height, "width": width}
+    summary: dict = {
+        "file": str(out),
+        "bytes": out.stat().st_size,
+        "height": height,
+        "width": width,
+    }
     if not args.no_check:
         if args.format == "onnx" and args.dtype == "bf16":
             summary["check"] = "skipped: onnxruntime (CPU) has no bfloat16 kernels"

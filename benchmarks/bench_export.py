@@ -1,0 +1,132 @@
+"""CPU latency of the deployment formats: eager PyTorch, TorchScript, ONNX Runtime fp32 and
+int8, for both models.
+
+Mono: ``DepthAutoencoder(depth=4)`` (the paper's 4-1-4) at 256x256, its training size.
+Stereo: ``AnyNet(spn_channels=8)``, all four stages, at 128x256 (the demo's crop; the ONNX
+export unrolls AnyNet's loops over columns for a fixed width, so larger sizes take minutes to
+export). Batch 1, random weights and inputs (latency does not depend on them); int8 is
+onnxruntime static QDQ quantisation calibrated on 4 random inputs
+(:func:`lightning_depth.deploy.compress.quantize_int8`). The engines are timed in interleaved
+rounds so that load from other processes spreads over all of them; the median is reported.
+Last line::
+
+    RESULT mono_eager_ms=<x> mono_torchscript_ms=<x> mono_ort_fp32_ms=<x> mono_ort_int8_ms=<x>
+           stereo_eager_ms=<x> stereo_torchscript_ms=<x> stereo_ort_fp32_ms=<x>
+           stereo_ort_int8_ms=<x>
+
+Usage::
+
+    python benchmarks/bench_export.py [--quick] [--rounds N] [--threads N]
+
+``--quick`` uses 64x64 (mono) and 32x64 (stereo) for a smoke run. As the other benchmarks,
+this sets ``OMP_WAIT_POLICY=PASSIVE`` before importing torch unless it is set (spinning
+OpenMP threads distort timings on a shared CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP runtime's start
+
+import torch  # noqa: E402
+
+from lightning_depth.deploy.compress import quantize_int8  # noqa: E402
+from lightning_depth.deploy.export import (  # noqa: E402
+    ExportedMono,
+    ExportedStereo,
+    example_inputs,
+    export_model,
+)
+from lightning_depth.models.anynet import AnyNet  # noqa: E402
+from lightning_depth.models.autoencoder import DepthAutoencoder  # noqa: E402
+
+
+def _engines(wrapper: torch.nn.Module, height: int, width: int, folder: Path, threads: int):
+    """name -> zero-argument callable running one batch-1 inference."""
+    import onnxruntime as ort
+
+    inputs = example_inputs(wrapper, height, width)
+    names = ["left", "right"] if isinstance(wrapper, ExportedStereo) else ["image"]
+    feeds = {n: t.numpy() for n, t in zip(names, inputs)}
+    t0 = time.perf_counter()
+    ts = torch.jit.load(
+        str(export_model(wrapper, folder / "m.pt", "torchscript", "fp32", height, width))
+    )
+    fp32 = export_model(wrapper, folder / "m.onnx", "onnx", "fp32", height, width)
+    calib = [
+        {n: t.numpy() for n, t in zip(names, example_inputs(wrapper, height, width, seed=s))}
+        for s in range(1, 5)
+    ]
+    int8 = quantize_int8(fp32, folder / "m_int8.onnx", calib)
+    print(f"  exported in {time.perf_counter() - t0:.0f} s", flush=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    sessions = {
+        k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+        for k, p in (("ort_fp32", fp32), ("ort_int8", int8))
+    }
+
+    def eager():
+        with torch.no_grad():
+            wrapper(*inputs)
+
+    def torchscript():
+        with torch.no_grad():
+            ts(*inputs)
+
+    return {
+        "eager": eager,
+        "torchscript": torchscript,
+        "ort_fp32": lambda: sessions["ort_fp32"].run(None, feeds),
+        "ort_int8": lambda: sessions["ort_int8"].run(None, feeds),
+    }
+
+
+def _measure(engines: dict, rounds: int) -> dict[str, float]:
+    for fn in engines.values():  # warm-up (TorchScript profiles its first runs)
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    mono_size, stereo_size = ((64, 64), (32, 64)) if args.quick else ((256, 256), (128, 256))
+    models = {
+        "mono": (ExportedMono(DepthAutoencoder(depth=4)).eval(), mono_size),
+        "stereo": (ExportedStereo(AnyNet(spn_channels=8)).eval(), stereo_size),
+    }
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (wrapper, (h, w)) in models.items():
+            print(f"{name} {h}x{w}, {args.threads} threads:", flush=True)
+            folder = Path(tmp) / name
+            folder.mkdir()
+            ms = _measure(_engines(wrapper, h, w, folder, args.threads), args.rounds)
+            for engine, value in ms.items():
+                print(f"  {engine:12s} {value:9.2f} ms")
+                results[f"{name}_{engine}_ms"] = value
+    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
+
+
+if __name__ == "__main__":
+    main()

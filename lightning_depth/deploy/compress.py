@@ -1,0 +1,381 @@
+"""Compression for small robots: int8 quantisation and magnitude pruning, with a report.
+
+``lightning_depth compress --config CFG --ckpt_path CKPT [--out DIR] [--prune 0.5]
+[--finetune-steps 50] [--calib-batches 4] [--latency-runs 20] [--data.init_args.X=...]``
+
+The network comes from the checkpoint (its saved config); ``--config`` (and any further
+``--data...``/``--trainer...`` overrides, passed on to LightningCLI) supplies the validation
+and fine-tuning data. Four variants are measured, all as ONNX files run by onnxruntime on CPU
+(one sample at a time, at the validation batches' resolution):
+
+- ``fp32``: the trained network;
+- ``int8``: onnxruntime static quantisation (QDQ, per-channel int8 weights, uint8
+  activations calibrated with min-max on ``--calib-batches`` training batches): static
+  rather than dynamic because this is a convolutional network, and onnxruntime's dynamic
+  quantisation only speeds up matrix products;
+- ``pruned``: global L1 magnitude pruning (``torch.nn.utils.prune``) of ``--prune`` of all
+  convolution weights, then ``--finetune-steps`` training steps with the masks held;
+- ``pruned_int8``: the pruned network, quantised as above.
+
+Per variant: parameters, non-zero parameters, file size, file size after zlib (what
+pruning's zeros save on disk or over a radio link; dense kernels do not run faster on
+zeros), median CPU latency, and validation accuracy: SSIM and AbsRel for mono, the
+three-pixel error (fraction) and EPE for stereo. Written as ``report.json`` and ``report.md``
+in ``--out``; the PyTorch eager latency of the fp32 network is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_depth.deploy.export import export_model, export_wrapper, load_task
+
+__all__ = ["count_parameters", "main", "prune_conv_weights", "quantize_int8"]
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """``(parameters, non-zero parameters)`` of ``module`` (pruning masks applied)."""
+    total = nonzero = 0
+    for m in module.modules():
+        for name, p in m.named_parameters(recurse=False):
+            if name.endswith("_orig") and hasattr(m, name[: -len("_orig")] + "_mask"):
+                # Under torch.nn.utils.prune the parameter is the unpruned weight; the
+                # module's attribute of the plain name is the masked one it uses.
+                p = getattr(m, name[: -len("_orig")])
+            total += p.numel()
+            nonzero += int(torch.count_nonzero(p))
+    return total, nonzero
+
+
+def prune_conv_weights(module: nn.Module, amount: float) -> list[tuple[nn.Module, str]]:
+    """Global L1 pruning of ``amount`` (0..1) of all ``Conv2d``/``Conv3d`` weights.
+
+    The masks stay attached (``torch.nn.utils.prune`` forward pre-hooks) so that fine-tuning
+    keeps the pruned weights at zero; :func:`torch.nn.utils.prune.remove` makes them
+    permanent.
+
+    Returns:
+        the pruned ``(module, "weight")`` pairs.
+    """
+    from torch.nn.utils import prune
+
+    if not 0.0 <= amount < 1.0:
+        raise ValueError(f"prune amount must be in [0, 1), got {amount}")
+    params = [(m, "weight") for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    if not params:
+        raise ValueError("prune_conv_weights: the module has no convolutions")
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+    return params
+
+
+class _CalibrationReader:
+    """onnxruntime ``CalibrationDataReader`` over a list of input dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self.feeds = iter(feeds)
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        return next(self.feeds, None)
+
+
+def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) of an ONNX file."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    reader = type("Reader", (_CalibrationReader, CalibrationDataReader), {})(calibration)
+    quantize_static(
+        str(src),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+    )
+    return dst
+
+
+def _samples(batches: Iterable[dict], stereo: bool, limit: Optional[int] = None) -> list[dict]:
+    """Single-sample float32 numpy feeds (and targets) from DataModule batches."""
+    out: list[dict] = []
+    for batch in batches:
+        keys = ("left", "right") if stereo else ("image",)
+        target = batch["disparity"] if stereo else batch["target"]
+        for i in range(len(target)):
+            item = {k: batch[k][i : i + 1].float().numpy() for k in keys}
+            item["_target"] = target[i : i + 1].float()
+            if not stereo:
+                item["_mask"] = batch["mask"][i : i + 1]
+            out.append(item)
+            if limit is not None and len(out) >= limit:
+                return out
+    return out
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _feeds(sample: dict) -> dict[str, np.ndarray]:
+    return {k: v for k, v in sample.items() if not k.startswith("_")}
+
+
+def evaluate_onnx(path: Path, samples: list[dict], task: nn.Module) -> dict[str, float]:
+    """Validation metrics of an ONNX file: mono ``ssim``/``abs_rel``/..., stereo ``3px``
+    (fraction) and ``epe`` of the exported stage."""
+    from lightning_depth.metrics.stereo import EndPointError, ThreePixelError
+    from lightning_depth.tasks.stereo import StereoDepthModule
+
+    session = _session(path)
+    stereo = isinstance(task, StereoDepthModule)
+    if stereo:
+        metrics = nn.ModuleDict(
+            {"3px": ThreePixelError(maxdisp=task.maxdisp), "epe": EndPointError(task.maxdisp)}
+        )
+    else:
+        metrics = task.make_metrics()
+    for sample in samples:
+        pred = torch.from_numpy(session.run(None, _feeds(sample))[0])
+        if stereo:
+            for m in metrics.values():
+                m.update(pred, sample["_target"])
+        else:
+            task.update_metrics(
+                metrics, {"target": sample["_target"], "mask": sample["_mask"]}, pred
+            )
+    if stereo:
+        return {k: float(m.compute()) for k, m in metrics.items()}
+    return {k: float(v) for k, v in task.compute_metrics(metrics).items()}
+
+
+def onnx_latency_ms(path: Path, sample: dict, runs: int = 20) -> float:
+    """Median latency of one onnxruntime CPU run (after two warm-up runs)."""
+    session = _session(path)
+    feeds = _feeds(sample)
+    for _ in range(2):
+        session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
+
+
+def torch_latency_ms(module: nn.Module, sample: dict, runs: int = 20) -> float:
+    """Median latency of one eager PyTorch CPU forward (after two warm-up runs)."""
+    inputs = [torch.from_numpy(v) for v in _feeds(sample).values()]
+    with torch.no_grad():
+        for _ in range(2):
+            module(*inputs)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            module(*inputs)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
+
+
+def _file_sizes(path: Path) -> dict[str, int]:
+    data = path.read_bytes()
+    return {"file_bytes": len(data), "zlib_bytes": len(zlib.compress(data, 9))}
+
+
+def _finetune(task: nn.Module, datamodule, steps: int) -> None:
+    import lightning as L
+
+    if steps <= 0:
+        return
+    task.train()
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(task, datamodule=datamodule)
+
+
+def _markdown(report: dict) -> str:
+    keys = report["metric_keys"]
+    lines = [
+        f"# Compression report: {report['task']} ({report['checkpoint']})",
+        "",
+        f"Input {report['input_shape']}, CPU latency: median of {report['latency_runs']} "
+        f"onnxruntime runs (PyTorch eager fp32: {report['torch_latency_ms']:.2f} ms). "
+        f"Pruned: {report['prune_amount']:.0%} of conv weights, {report['finetune_steps']} "
+        "fine-tuning steps.",
+        "",
+        "| variant | parameters | non-zero | file (bytes) | zlib (bytes) | latency (ms) | "
+        + " | ".join(keys)
+        + " |",
+        "|---" * (6 + len(keys)) + "|",
+    ]
+    for row in report["variants"]:
+        values = " | ".join(f"{row['metrics'][k]:.4f}" for k in keys)
+        lines.append(
+            f"| {row['name']} | {row['parameters']:,} | {row['nonzero_parameters']:,} | "
+            f"{row['file_bytes']:,} | {row['zlib_bytes']:,} | {row['latency_ms']:.2f} | "
+            f"{values} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def compress(
+    task: nn.Module,
+    datamodule,
+    out: Path,
+    prune_amount: float = 0.5,
+    finetune_steps: int = 50,
+    calib_batches: int = 4,
+    latency_runs: int = 20,
+    max_val_samples: Optional[int] = None,
+    checkpoint: str = "",
+) -> dict:
+    """Run the four variants (see the module docstring) and write ``report.{json,md}``."""
+    from lightning_depth.tasks.stereo import StereoDepthModule
+
+    stereo = isinstance(task, StereoDepthModule)
+    out.mkdir(parents=True, exist_ok=True)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    val = _samples(datamodule.val_dataloader(), stereo, max_val_samples)
+    if not val:
+        raise ValueError("compress: the validation set is empty")
+    calib = [_feeds(s) for s in _samples(datamodule.train_dataloader(), stereo, calib_batches)]
+    shape = next(iter(_feeds(val[0]).values())).shape
+    sizes = {next(iter(_feeds(s).values())).shape for s in val}
+    if stereo and len(sizes) > 1:
+        raise ValueError(
+            f"compress: stereo ONNX files have a fixed size, but the validation samples come "
+            f"in sizes {sorted(sizes)}; use a fixed eval_size or eval_mode=crop"
+        )
+    calib = [c for c in calib if next(iter(c.values())).shape == shape] or [_feeds(val[0])]
+    height, width = shape[-2:]
+    task = task.cpu().eval()
+    metric_keys = ["3px", "epe"] if stereo else ["ssim", "abs_rel"]
+
+    def variant(name: str, module: nn.Module, onnx_path: Path, params_of: nn.Module) -> dict:
+        total, nonzero = count_parameters(params_of)
+        return {
+            "name": name,
+            "file": str(onnx_path),
+            "parameters": total,
+            "nonzero_parameters": nonzero,
+            **_file_sizes(onnx_path),
+            "latency_ms": onnx_latency_ms(onnx_path, val[0], latency_runs),
+            "metrics": evaluate_onnx(onnx_path, val, task),
+        }
+
+    rows = []
+    fp32 = export_model(export_wrapper(task), out / "fp32.onnx", "onnx", "fp32", height, width)
+    rows.append(variant("fp32", task.net, fp32, task.net))
+    torch_ms = torch_latency_ms(export_wrapper(task), val[0], latency_runs)
+    int8 = quantize_int8(fp32, out / "int8.onnx", calib)
+    rows.append(variant("int8", task.net, int8, task.net))
+
+    from torch.nn.utils import prune
+
+    pruned_task = copy.deepcopy(task)
+    params = prune_conv_weights(pruned_task.net, prune_amount)
+    _finetune(pruned_task, datamodule, finetune_steps)
+    for module, name in params:
+        prune.remove(module, name)
+    pruned_task = pruned_task.cpu().eval()
+    pruned = export_model(
+        export_wrapper(pruned_task), out / "pruned.onnx", "onnx", "fp32", height, width
+    )
+    rows.append(variant("pruned", pruned_task.net, pruned, pruned_task.net))
+    pruned_int8 = quantize_int8(pruned, out / "pruned_int8.onnx", calib)
+    rows.append(variant("pruned_int8", pruned_task.net, pruned_int8, pruned_task.net))
+
+    report = {
+        "task": "stereo" if stereo else "mono",
+        "checkpoint": checkpoint,
+        "input_shape": list(shape),
+        "latency_runs": latency_runs,
+        "torch_latency_ms": torch_ms,
+        "prune_amount": prune_amount,
+        "finetune_steps": finetune_steps,
+        "validation_samples": len(val),
+        "metric_keys": metric_keys,
+        "variants": rows,
+    }
+    if stereo:
+        report["stage"] = task.num_stages
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(_markdown(report))
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``lightning_depth compress``: see the module docstring."""
+    parser = argparse.ArgumentParser(
+        prog="lightning_depth compress",
+        description="int8 quantisation and pruning of a checkpoint, with a report.",
+        epilog="Other arguments (--data.init_args.X=...) go to LightningCLI with --config.",
+    )
+    parser.add_argument("--config", required=True, help="fit config that names the data")
+    parser.add_argument("--ckpt_path", required=True)
+    parser.add_argument("--out", default=None, help="default: <ckpt folder>/compress")
+    parser.add_argument("--prune", type=float, default=0.5, help="fraction of conv weights")
+    parser.add_argument("--finetune-steps", type=int, default=50)
+    parser.add_argument("--calib-batches", type=int, default=4, help="calibration samples")
+    parser.add_argument("--latency-runs", type=int, default=20)
+    parser.add_argument("--max-val-samples", type=int, default=None)
+    args, rest = parser.parse_known_args(list(argv or []))
+
+    from lightning.pytorch import LightningDataModule
+
+    from lightning_depth.cli import DepthCLI
+    from lightning_depth.tasks.base import DepthTask
+
+    task = load_task(args.ckpt_path)
+    cli = DepthCLI(
+        DepthTask,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=None,
+        run=False,
+        args=["--config", args.config, "--trainer.logger=false", *rest],
+    )
+    out = Path(args.out) if args.out else Path(args.ckpt_path).parent / "compress"
+    report = compress(
+        task,
+        cli.datamodule,
+        out,
+        prune_amount=args.prune,
+        finetune_steps=args.finetune_steps,
+        calib_batches=args.calib_batches,
+        latency_runs=args.latency_runs,
+        max_val_samples=args.max_val_samples,
+        checkpoint=str(args.ckpt_path),
+    )
+    print((out / "report.md").read_text())
+    print(json.dumps({"report": str(out / "report.json"), "variants": len(report["variants"])}))
+    return 0

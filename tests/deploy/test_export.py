@@ -1,0 +1,141 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_depth.cli import main
+from lightning_depth.deploy.export import (
+    ExportedMono,
+    ExportedStereo,
+    check_checkpoint_task,
+    check_exported,
+    checkpoint_task,
+    export_model,
+    run_exported,
+)
+from lightning_depth.io.errors import DataError
+from lightning_depth.models.anynet import AnyNet
+from lightning_depth.models.autoencoder import DepthAutoencoder
+
+pytest.importorskip("onnxruntime")
+
+
+def _fit(args: list[str], root: Path) -> Path:
+    main(["fit", *args, f"--trainer.default_root_dir={root}", "--trainer.max_epochs=1",
+          "--trainer.callbacks=[]", "--trainer.logger=false",
+          "--trainer.enable_progress_bar=false"])  # fmt: skip
+    return next(root.rglob("last.ckpt"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpt")
+    mono = _fit(
+        ["--config", "configs/demo/mono.yaml", f"--data.init_args.root={root / 'diode'}",
+         "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[64, 48]",
+         "--data.init_args.size=[32, 32]", "--model.init_args.net.init_args.depth=2"],
+        root / "mono",
+    )  # fmt: skip
+    stereo = _fit(
+        ["--config", "configs/demo/stereo.yaml", f"--data.init_args.root={root / 'monkaa'}",
+         "--data.init_args.synth_scenes=1", "--data.init_args.synth_frames=6",
+         "--data.init_args.synth_size=[128, 64]", "--data.init_args.split_by=frame",
+         "--data.init_args.val_fraction=0.3", "--data.init_args.crop_size=[64, 128]",
+         "--model.init_args.net.init_args.spn_channels=2"],
+        root / "stereo",
+    )  # fmt: skip
+    return {"mono": mono, "stereo": stereo}
+
+
+def _mono() -> ExportedMono:
+    torch.manual_seed(0)
+    return ExportedMono(DepthAutoencoder(depth=2)).eval()
+
+
+def _stereo(stages=None) -> ExportedStereo:
+    torch.manual_seed(0)
+    return ExportedStereo(AnyNet(spn_channels=2), stages=stages).eval()
+
+
+def test_checkpoint_task_and_mismatch_errors(checkpoints, tmp_path):
+    assert checkpoint_task(checkpoints["mono"]) == "mono"
+    assert checkpoint_task(checkpoints["stereo"]) == "stereo"
+    with pytest.raises(DataError, match=r"holds a stereo model .*configs/predict/stereo.yaml"):
+        check_checkpoint_task(checkpoints["stereo"], "mono")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match=f"checkpoint {bad} cannot be read"):
+        checkpoint_task(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        checkpoint_task(tmp_path / "missing.ckpt")
+    torch.save({"state_dict": {"net.foo.weight": torch.ones(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(DataError, match="neither a DepthAutoencoder nor an AnyNet"):
+        checkpoint_task(tmp_path / "other.ckpt")
+
+
+def test_torchscript_parity_both_models(tmp_path):
+    mono = _mono()
+    path = export_model(mono, tmp_path / "m.pt", "torchscript", height=32, width=32)
+    assert check_exported(path, mono, 32, 32)["max_abs_error"] <= 1e-5
+    stereo = _stereo(stages=4)
+    path = export_model(stereo, tmp_path / "s.pt", "torchscript", height=32, width=32)
+    stats = check_exported(path, stereo, 32, 32)
+    assert stats["max_rel_error"] <= 1e-4
+    # The custom autograd Functions are restored after tracing.
+    from lightning_depth.models.spn import _SPNLeftToRight
+
+    assert "apply" not in _SPNLeftToRight.__dict__
+
+
+@pytest.mark.slow
+def test_onnx_mono_parity_and_dynamic_size(tmp_path):
+    mono = _mono()
+    path = export_model(mono, tmp_path / "m.onnx", "onnx", height=32, width=32)
+    assert check_exported(path, mono, 32, 32)["max_rel_error"] <= 1e-4
+    x = torch.rand(2, 3, 48, 64)  # another batch and size than the export's
+    with torch.no_grad():
+        expected = mono(x)
+    torch.testing.assert_close(run_exported(path, [x]), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_onnx_stereo_parity_with_spn(tmp_path):
+    stereo = _stereo()
+    # The smallest size AnyNet takes: the export unrolls loops over columns, so its time
+    # grows with the width.
+    path = export_model(stereo, tmp_path / "s.onnx", "onnx", height=16, width=32)
+    stats = check_exported(path, stereo, 16, 32)
+    assert stats["max_rel_error"] <= 1e-4
+    import onnx
+
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version >= 16
+    ops = {n.op_type for n in model.graph.node}
+    assert "GridSample" in ops and all(d.domain in ("", "ai.onnx") for d in model.opset_import)
+
+
+def test_export_cli_stereo_torchscript_stages(checkpoints, tmp_path, capsys):
+    out = tmp_path / "s2.pt"
+    main(["export", f"--ckpt_path={checkpoints['stereo']}", "--format=torchscript", "--stages=2",
+          "--height=32", "--width=48", f"--out={out}"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["max_rel_error"] <= 1e-4 and summary["bytes"] == out.stat().st_size
+    from lightning_depth.tasks.stereo import StereoDepthModule
+
+    model = StereoDepthModule.load_from_checkpoint(checkpoints["stereo"], map_location="cpu").eval()
+    left, right = torch.randn(2, 1, 3, 32, 48)
+    with torch.no_grad():
+        expected = model.net(left, right, stages=2)[-1]
+    torch.testing.assert_close(run_exported(out, [left, right]), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_export_cli_errors(checkpoints, tmp_path):
+    with pytest.raises(ValueError, match="multiples of 4"):
+        main(["export", f"--ckpt_path={checkpoints['mono']}", "--height=30", "--width=32",
+              f"--out={tmp_path / 'x.pt'}", "--format=torchscript"])  # fmt: skip
+    with pytest.raises(ValueError, match="stereo models only"):
+        main(["export", f"--ckpt_path={checkpoints['mono']}", "--stages=1",
+              f"--out={tmp_path / 'x.pt'}"])  # fmt: skip
+    with pytest.raises(DataError, match="does not exist"):
+        main(["export", f"--ckpt_path={tmp_path / 'none.ckpt'}"])
