@@ -44,8 +44,13 @@ __all__ = [
 
 def float32_region(like: torch.Tensor) -> torch.autocast:
     """A region where autocast is off, for numerically sensitive steps (the inputs must be
-    cast to float32 inside it)."""
+    cast with :func:`full_precision` inside it)."""
     return torch.autocast(device_type=like.device.type, enabled=False)
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is half precision; float32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class PreActConv2d(nn.Module):
@@ -322,7 +327,7 @@ def disparity_regression(cost: torch.Tensor, start: int) -> torch.Tensor:
     # Float32 even under autocast: in bfloat16 the regressed disparity would be quantised to
     # 0.25-0.5 px at 32-64 px, and the softmax over costs loses its resolution.
     with float32_region(cost):
-        cost = cost.float()
+        cost = full_precision(cost)
         values = torch.arange(start, start + cost.shape[1], device=cost.device, dtype=cost.dtype)
         prob = F.softmax(-cost, dim=1)
         return (prob * values.view(1, -1, 1, 1)).sum(1, keepdim=True)
@@ -364,9 +369,9 @@ class SPNRefinement(nn.Module):
         # The gate normalisation and the recurrence run in float32 under autocast: 1e-8 and
         # long products of gates are beyond half precision.
         with float32_region(gates):
-            g1, g2, g3 = gates.float().split(self.channels, dim=1)
+            g1, g2, g3 = full_precision(gates).split(self.channels, dim=1)
             norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
-            lifted = self.lift(disparity.float())
+            lifted = self.lift(full_precision(disparity))
             propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm)
             return self.project(propagated)
 
@@ -521,14 +526,16 @@ class AnyNet(nn.Module):
             # Cost volumes (L1 sums, bilinear warping by sub-pixel disparities) in float32
             # under autocast; the 3D filtering after them may run in half precision.
             with float32_region(fl):
-                fl, fr = fl.float(), fr.float()
+                fl, fr = full_precision(fl), full_precision(fr)
                 if scale == 0:
                     cost = full_cost_volume(fl, fr, self.maxdisplist[0])
                     start = 0
                 else:
                     # Previous full-resolution estimate at this scale, in this scale's pixels.
                     prev = self._resize(preds[-1], (h, w)) * h / height
-                    cost = residual_cost_volume(fl, fr, prev.float(), self.maxdisplist[scale])
+                    cost = residual_cost_volume(
+                        fl, fr, full_precision(prev), self.maxdisplist[scale]
+                    )
                     start = -self.maxdisplist[scale] + 1
             cost = self.cost_filters[scale](cost)
             low = disparity_regression(cost, start) * height / h
