@@ -18,7 +18,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted((CONFIGS / "mono").glob("*.yaml")) + sorted(
     (CONFIGS / "stereo").glob("*.yaml")
 )
-DEMOS = sorted((CONFIGS / "demo").glob("*.yaml"))
+# overlays compose after a demo (`--config demo/mono.yaml --config demo/mono_faithful.yaml`)
+OVERLAYS = {"mono_faithful.yaml"}
+DEMOS = sorted(p for p in (CONFIGS / "demo").glob("*.yaml") if p.name not in OVERLAYS)
 
 
 def _build(*args: str) -> DepthCLI:
@@ -54,6 +56,22 @@ def test_shipped_config_builds(config: Path, tmp_path: Path) -> None:
     )
     assert isinstance(cli.model, DepthTask)
     assert isinstance(cli.datamodule, LightningDataModule)
+
+
+def test_faithful_demo_overlay_restores_the_original(tmp_path: Path) -> None:
+    cli = _build(
+        "--config",
+        str(CONFIGS / "demo" / "mono.yaml"),
+        "--config",
+        str(CONFIGS / "demo" / "mono_faithful.yaml"),
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    )
+    assert cli.model.net.head_type == "tanh"
+    loss = cli.model.loss_fn
+    assert (loss.ssim_max_val, loss.smoothness, loss.use_mask) == (256.0, "faithful", False)
+    # same data and budget as the main demo
+    assert cli.datamodule.size == (64, 64)
 
 
 @pytest.mark.parametrize(
