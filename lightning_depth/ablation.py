@@ -425,27 +425,14 @@ def run_variant(
         JSON-serialisable; dropped by :func:`write_report`), ``log_dir`` and ``setup``
         (seed, epochs, split sizes).
     """
-    from lightning.pytorch import LightningDataModule
-
-    from lightning_depth.cli import DepthCLI, LoggedConfig
-    from lightning_depth.tasks.base import DepthTask
+    from lightning_depth.cli import build_cli
 
     variant_dir = out / "variants" / variant.slug
     variant_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # sys.argv holds the ablate command's own arguments, which LightningCLI warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = DepthCLI(
-            DepthTask,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            seed_everything_default=42,
-            save_config_callback=LoggedConfig,
-            save_config_kwargs={"overwrite": True},
-            args=cli_args(config, variant, variant_dir, overrides, wandb),
-            run=False,
-        )
+        cli = build_cli(cli_args(config, variant, variant_dir, overrides, wandb), run=False)
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     expected = "MonoDepthModule" if config.task == "mono" else "StereoDepthModule"
     if type(model).__name__ != expected:

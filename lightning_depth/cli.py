@@ -124,14 +124,11 @@ def synth_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in TOOLS:
-        import importlib
-
-        module, function = TOOLS[args[0]].split(":")
-        return getattr(importlib.import_module(module), function)(args[1:])
-    DepthCLI(
+def build_cli(args: Sequence[str], run: bool = True) -> DepthCLI:
+    """The project's LightningCLI over ``args``: with ``run=True`` they start with a
+    subcommand (``fit``, ``test``, ...), with ``run=False`` they are only configs and
+    overrides, and the model, data and trainer are built but not run."""
+    return DepthCLI(
         DepthTask,
         LightningDataModule,
         subclass_mode_model=True,
@@ -139,8 +136,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
         seed_everything_default=42,
         save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
-        args=args,
+        args=list(args),
+        run=run,
     )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Optional[int]:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TOOLS:
+        import importlib
+
+        module, function = TOOLS[args[0]].split(":")
+        return getattr(importlib.import_module(module), function)(args[1:])
+    build_cli(args)
     return None
 
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 from lightning.pytorch import LightningDataModule
 
-from lightning_depth.cli import DepthCLI, main
+from lightning_depth.cli import DepthCLI, build_cli, main
 from lightning_depth.tasks.base import DepthTask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -24,14 +24,7 @@ DEMOS = sorted(p for p in (CONFIGS / "demo").glob("*.yaml") if p.name not in OVE
 
 
 def _build(*args: str) -> DepthCLI:
-    return DepthCLI(
-        DepthTask,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        run=False,
-        args=list(args),
-    )
+    return build_cli(args, run=False)
 
 
 def _printed_config(capsys, *args: str) -> dict:
