@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# one mask check for every loss term: (B, 1 or C, H, W), returned as bool
+from lightning_depth.losses.ssim import check_mask
+
 __all__ = [
     "DepthSmoothnessLoss",
     "depth_smoothness_edge_aware",
@@ -30,23 +33,6 @@ def _check_4d(x: torch.Tensor, arg: str, name: str, channels: Optional[int] = No
         raise ValueError(f"{name}: {arg} must have shape {expected}, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name}: {arg} must be a floating point tensor, got {x.dtype}")
-
-
-def _check_mask(mask: torch.Tensor, like: torch.Tensor, name: str) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name}: mask must be a torch.Tensor, got {type(mask).__name__}")
-    b, c, h, w = like.shape
-    if (
-        mask.ndim != 4
-        or mask.shape[0] != b
-        or mask.shape[1] not in (1, c)
-        or mask.shape[-2:] != (h, w)
-    ):
-        raise ValueError(
-            f"{name}: mask must have shape ({b}, 1, {h}, {w}) or ({b}, {c}, {h}, {w}), got "
-            f"{tuple(mask.shape)}"
-        )
-    return mask if mask.dtype == torch.bool else mask != 0
 
 
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +107,7 @@ def depth_smoothness_faithful(
         weights_x = torch.exp(dx_true.abs().mean())
         weights_y = torch.exp(dy_true.abs().mean())
         return (dx_pred * weights_x).abs().mean() + (dy_pred * weights_y).abs().mean()
-    vy, vx = _pair_validity(_check_mask(mask, pred, "depth_smoothness_faithful"))
+    vy, vx = _pair_validity(check_mask(mask, pred, "depth_smoothness_faithful"))
     weights_x = torch.exp(_mean_over(dx_true.abs(), vx))
     weights_y = torch.exp(_mean_over(dy_true.abs(), vy))
     return _mean_over((dx_pred * weights_x).abs(), vx) + _mean_over((dy_pred * weights_y).abs(), vy)
@@ -157,7 +143,7 @@ def depth_smoothness_edge_aware(
     image = image.to(pred.dtype)
     if mask is None:
         return kornia.losses.inverse_depth_smoothness_loss(pred, image)
-    mask = _check_mask(mask, pred, "depth_smoothness_edge_aware")
+    mask = check_mask(mask, pred, "depth_smoothness_edge_aware")
     pred_dx = pred[..., :, :-1] - pred[..., :, 1:]
     pred_dy = pred[..., :-1, :] - pred[..., 1:, :]
     weights_x = torch.exp(-(image[..., :, :-1] - image[..., :, 1:]).abs().mean(dim=1, keepdim=True))

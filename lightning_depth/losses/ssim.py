@@ -64,7 +64,7 @@ def _check_pair(img1: torch.Tensor, img2: torch.Tensor, min_size: int, name: str
         )
 
 
-def _check_mask(mask: torch.Tensor, like: torch.Tensor, name: str) -> torch.Tensor:
+def check_mask(mask: torch.Tensor, like: torch.Tensor, name: str) -> torch.Tensor:
     """Validate a (B, 1 or C, H, W) mask and return it as bool."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name}: mask must be a torch.Tensor, got {type(mask).__name__}")
@@ -221,7 +221,7 @@ def ssim_tf(
     ssim_map = ssim_tf_map(img1, img2, max_val, filter_size, filter_sigma, k1, k2)
     if mask is None:
         return ssim_map.mean(dim=(-2, -1)).mean(dim=-1)
-    valid = window_validity(_check_mask(mask, img1, "ssim_tf"), filter_size)
+    valid = window_validity(check_mask(mask, img1, "ssim_tf"), filter_size)
     return masked_mean(ssim_map, valid.expand_as(ssim_map), dims=(1, 2, 3))
 
 
@@ -251,7 +251,7 @@ def ssim_loss_tf(
     if mask is None:
         return (1.0 - ssim_tf(target, pred, max_val, filter_size, filter_sigma, k1, k2)).mean()
     ssim_map = ssim_tf_map(target, pred, max_val, filter_size, filter_sigma, k1, k2)
-    valid = window_validity(_check_mask(mask, pred, "ssim_loss_tf"), filter_size)
+    valid = window_validity(check_mask(mask, pred, "ssim_loss_tf"), filter_size)
     return masked_mean(1.0 - ssim_map, valid.expand_as(ssim_map))
 
 
@@ -281,9 +281,7 @@ def ssim_loss_kornia(
     _check_pair(pred, target, window_size // 2 + 1, "ssim_loss_kornia")
     if mask is None:
         return kornia.losses.ssim_loss(pred, target, window_size, max_val=float(max_val))
-    valid = window_validity(
-        _check_mask(mask, pred, "ssim_loss_kornia"), window_size, padding="same"
-    )
+    valid = window_validity(check_mask(mask, pred, "ssim_loss_kornia"), window_size, padding="same")
     loss_map = kornia.losses.ssim_loss(
         pred, target, window_size, max_val=float(max_val), reduction="none"
     )

@@ -17,35 +17,14 @@ from lightning_depth.deploy.export import (
 from lightning_depth.io.errors import DataError
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.autoencoder import DepthAutoencoder
+from tests.helpers import demo_checkpoints
 
 pytest.importorskip("onnxruntime")
 
 
-def _fit(args: list[str], root: Path) -> Path:
-    main(["fit", *args, f"--trainer.default_root_dir={root}", "--trainer.max_epochs=1",
-          "--trainer.callbacks=[]", "--trainer.logger=false",
-          "--trainer.enable_progress_bar=false"])  # fmt: skip
-    return next(root.rglob("last.ckpt"))
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ckpt")
-    mono = _fit(
-        ["--config", "configs/demo/mono.yaml", f"--data.init_args.root={root / 'diode'}",
-         "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[64, 48]",
-         "--data.init_args.size=[32, 32]", "--model.init_args.net.init_args.depth=2"],
-        root / "mono",
-    )  # fmt: skip
-    stereo = _fit(
-        ["--config", "configs/demo/stereo.yaml", f"--data.init_args.root={root / 'monkaa'}",
-         "--data.init_args.synth_scenes=1", "--data.init_args.synth_frames=6",
-         "--data.init_args.synth_size=[128, 64]", "--data.init_args.split_by=frame",
-         "--data.init_args.val_fraction=0.3", "--data.init_args.crop_size=[64, 128]",
-         "--model.init_args.net.init_args.spn_channels=2"],
-        root / "stereo",
-    )  # fmt: skip
-    return {"mono": mono, "stereo": stereo}
+    return demo_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 def _mono() -> ExportedMono:
