@@ -29,6 +29,7 @@ from torch.autograd.function import once_differentiable
 
 from lightning_depth.models.cost_volume import full_cost_volume, residual_cost_volume
 from lightning_depth.models.spn import spn_left_to_right
+from lightning_depth.models.tracing import capture_mode
 
 __all__ = [
     "AnyNet",
@@ -157,7 +158,20 @@ def conv3d_depth_major(x: torch.Tensor, weight: torch.Tensor, depth: int) -> tor
         return out.view(n, o, h, w)
     # (O, C, kd, kh, kw) -> (kd * O, C, kh, kw): output channel block k holds depth tap k.
     taps = F.conv2d(x, weight.permute(2, 0, 1, 3, 4).reshape(3 * o, c, 3, 3), padding=1)
+    if capture_mode() is not None:
+        return _sum_depth_taps(taps, depth)
     return _SumDepthTaps.apply(taps, depth)
+
+
+def _sum_depth_taps(taps: torch.Tensor, depth: int) -> torch.Tensor:
+    """:class:`_SumDepthTaps`' forward without in-place updates, for graph capture (an
+    in-place slice update becomes a scatter node in an exported graph)."""
+    n, c3, h, w = taps.shape
+    t = taps.reshape(n // depth, depth, 3, c3 // 3, h, w)
+    zero = torch.zeros_like(t[:, :1, 0])
+    above = torch.cat([zero, t[:, :-1, 0]], 1)  # out[d] += taps[d - 1, tap 0]
+    below = torch.cat([t[:, 1:, 2], zero], 1)  # out[d] += taps[d + 1, tap 2]
+    return (t[:, :, 1] + above + below).reshape(n, c3 // 3, h, w)
 
 
 def _banded_weight(weight: torch.Tensor, depth: int) -> torch.Tensor:
@@ -304,7 +318,9 @@ class CostFilter3d(nn.Module):
     def forward(self, cost: torch.Tensor) -> torch.Tensor:
         """``(B, D, H, W)`` -> ``(B, D, H, W)``."""
         b, d, h, w = cost.shape
-        x = cost.reshape(b * d, 1, h, w)
+        # The volume arrives in float32 (see AnyNet.forward); a model cast to half precision
+        # as a whole (deployment, no autocast) filters it in its own dtype.
+        x = cost.reshape(b * d, 1, h, w).to(self.layers[0].conv.weight.dtype)
         for layer in self.layers:
             x = layer.forward_depth_major(x, d)
         return x.view(b, d, h, w)
@@ -366,14 +382,20 @@ class SPNRefinement(nn.Module):
         # Channels-last halves the gate network's CPU time (oneDNN, 3 input channels; measured
         # 11 ms -> 6 ms at 96 x 312); the gates go back to NCHW for the propagation.
         gates = self.gate_net(image.contiguous(memory_format=torch.channels_last)).contiguous()
-        # The gate normalisation and the recurrence run in float32 under autocast: 1e-8 and
-        # long products of gates are beyond half precision.
+        # The gate normalisation and the recurrence run in float32, under autocast and in a
+        # model cast to half precision as a whole: 1e-8 and long products of gates are beyond
+        # half precision. (The 1-channel lift and projection use float32 weights for that.)
         with float32_region(gates):
             g1, g2, g3 = full_precision(gates).split(self.channels, dim=1)
             norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
-            lifted = self.lift(full_precision(disparity))
+            lifted = _conv_float32(self.lift, full_precision(disparity))
             propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm)
-            return self.project(propagated)
+            return _conv_float32(self.project, propagated)
+
+
+def _conv_float32(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` with float32 weights (the layer's own unless it was cast to half)."""
+    return F.conv2d(x, full_precision(conv.weight), None, conv.stride, conv.padding)
 
 
 class AnyNet(nn.Module):

@@ -45,15 +45,15 @@ def full_cost_volume(feat_l: torch.Tensor, feat_r: torch.Tensor, max_disp: int) 
     _check_features(feat_l, feat_r, "full_cost_volume")
     if int(max_disp) != max_disp or max_disp < 1:
         raise ValueError(f"full_cost_volume: max_disp must be a positive integer, got {max_disp}")
-    b, _, h, w = feat_l.shape
-    cost = feat_l.new_empty(b, max_disp, h, w)
-    for d in range(max_disp):
-        if d >= w:
-            cost[:, d] = feat_l.abs().sum(1)
-            continue
-        cost[:, d, :, :d] = feat_l[..., :d].abs().sum(1)
-        cost[:, d, :, d:] = (feat_l[..., d:] - feat_r[..., : w - d]).abs().sum(1)
-    return cost
+    w = feat_l.shape[-1]
+    # Right features shifted right by d with zeros coming in: the slices of one padded copy.
+    # (Pure ops, no in-place slice writes: the same graph in eager and in ONNX export.)
+    padded = F.pad(feat_r, (max_disp - 1, 0))
+    start = max_disp - 1
+    return torch.stack(
+        [(feat_l - padded[..., start - d : start - d + w]).abs().sum(1) for d in range(max_disp)],
+        dim=1,
+    )
 
 
 def _sampling_grid(disp: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

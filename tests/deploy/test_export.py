@@ -61,10 +61,30 @@ def test_torchscript_parity_both_models(tmp_path):
     path = export_model(stereo, tmp_path / "s.pt", "torchscript", height=32, width=32)
     stats = check_exported(path, stereo, 32, 32)
     assert stats["max_rel_error"] <= 1e-4
-    # The custom autograd Functions are restored after tracing.
-    from lightning_depth.models.spn import _SPNLeftToRight
 
-    assert "apply" not in _SPNLeftToRight.__dict__
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_torchscript_half_precision_both_models(tmp_path, precision):
+    for name, model, size in (("m", _mono(), (32, 32)), ("s", _stereo(), (32, 64))):
+        path = export_model(model, tmp_path / f"{name}.pt", "torchscript", precision, *size)
+        assert next(model.parameters()).dtype == torch.float32  # the caller's model is not cast
+        stats = check_exported(path, model, *size, dtype=precision)
+        assert stats["max_rel_error"] <= 1e-3, (name, stats)
+        # What the precision costs against the float32 model: small, but not nothing.
+        assert 0 < stats["max_rel_error_fp32"] <= 0.1, (name, stats)
+
+
+def test_onnx_fp16_mono_and_bf16_refused(tmp_path):
+    mono = _mono()
+    path = export_model(mono, tmp_path / "m16.onnx", "onnx", "fp16", height=32, width=32)
+    import onnx
+
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    stats = check_exported(path, mono, 32, 32, dtype="fp16")  # onnxruntime runs it
+    assert stats["max_rel_error"] <= 1e-2 and 0 < stats["max_rel_error_fp32"] <= 0.1, stats
+    with pytest.raises(ValueError, match="bf16 ONNX is not exported.*--dtype fp16"):
+        export_model(mono, tmp_path / "m.onnx", "onnx", "bf16", height=32, width=32)
 
 
 @pytest.mark.slow
@@ -81,16 +101,18 @@ def test_onnx_mono_parity_and_dynamic_size(tmp_path):
 @pytest.mark.slow
 def test_onnx_stereo_parity_with_spn(tmp_path):
     stereo = _stereo()
-    # The smallest size AnyNet takes: the export unrolls loops over columns, so its time
-    # grows with the width.
-    path = export_model(stereo, tmp_path / "s.onnx", "onnx", height=16, width=32)
-    stats = check_exported(path, stereo, 16, 32)
-    assert stats["max_rel_error"] <= 1e-4
+    path = export_model(stereo, tmp_path / "s.onnx", "onnx", height=32, width=64)
+    # Dynamic height and width: sizes other than the export's run and agree.
+    for height, width in ((32, 64), (48, 96), (64, 32)):
+        stats = check_exported(path, stereo, height, width)
+        assert stats["max_rel_error"] <= 1e-4, (height, width, stats)
     import onnx
 
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 16
     ops = {n.op_type for n in model.graph.node}
+    # The SPN's column loop is one Scan node, not an unrolled chain.
+    assert "Scan" in ops and len(model.graph.node) < 1500
     assert "GridSample" in ops and all(d.domain in ("", "ai.onnx") for d in model.opset_import)
 
 
@@ -113,6 +135,9 @@ def test_export_cli_errors(checkpoints, tmp_path):
     with pytest.raises(ValueError, match="multiples of 4"):
         main(["export", f"--ckpt_path={checkpoints['mono']}", "--height=30", "--width=32",
               f"--out={tmp_path / 'x.pt'}", "--format=torchscript"])  # fmt: skip
+    with pytest.raises(ValueError, match="at least 8 pixels per side"):
+        main(["export", f"--ckpt_path={checkpoints['mono']}", "--height=4", "--width=32",
+              f"--out={tmp_path / 'x.onnx'}"])  # fmt: skip
     with pytest.raises(ValueError, match="stereo models only"):
         main(["export", f"--ckpt_path={checkpoints['mono']}", "--stages=1",
               f"--out={tmp_path / 'x.pt'}"])  # fmt: skip

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -185,3 +187,27 @@ def test_autocast_keeps_regression_and_spn_in_float32() -> None:
         bound = 0.05 if k == 3 else 0.02
         assert (a - b).abs().mean() < bound * a.abs().mean(), k
         assert not torch.equal(b, b.to(torch.bfloat16).float()), k
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_model_cast_to_half_keeps_float32_islands(half) -> None:
+    """A model cast to half precision as a whole (deployment, no autocast) runs: the volumes,
+    regression and SPN stay float32 and the result stays close to the float32 model's."""
+    torch.manual_seed(0)
+    net = AnyNet(spn_channels=2).eval()
+    left, right = torch.randn(1, 3, 64, 128), torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        reference = net(left, right)
+        low = copy.deepcopy(net).to(half)(left.to(half), right.to(half))
+    for k, (a, b) in enumerate(zip(reference, low)):
+        assert b.dtype == torch.float32, k
+        assert (a - b).abs().mean() < 0.05 * a.abs().mean(), k
+
+
+def test_sum_depth_taps_capture_form_equals_eager() -> None:
+    """The pure form used under graph capture computes what the in-place Function does."""
+    from lightning_depth.models.anynet import _sum_depth_taps, _SumDepthTaps
+
+    taps = torch.randn(2 * 5, 3 * 4, 6, 7, dtype=torch.float64)
+    torch.testing.assert_close(_sum_depth_taps(taps, 5), _SumDepthTaps.apply(taps, 5))
+    torch.testing.assert_close(_sum_depth_taps(taps, 1), _SumDepthTaps.apply(taps, 1))

@@ -101,3 +101,15 @@ def test_errors_name_the_expected_shape():
         spn_left_to_right(x[0], x[0], x[0], x[0])
     with pytest.raises(TypeError, match="floating point"):
         spn_left_to_right(x.long(), x, x, x)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 4, 5), (1, 3, 5, 1)])
+def test_export_forms_match_per_pixel_loop(shape):
+    """The scan form (torch.export / ONNX) and the unrolled form (jit.trace) compute the
+    kernel's recurrence too."""
+    from lightning_depth.models.spn import _propagate, _propagate_scan
+
+    x, g1, g2, g3 = _inputs(shape)
+    expected = _reference(x, g1, g2, g3)
+    torch.testing.assert_close(_propagate_scan(x, g1, g2, g3), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(_propagate(x, g1, g2, g3)[0], expected, rtol=1e-12, atol=1e-12)
