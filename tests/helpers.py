@@ -67,21 +67,27 @@ def _fit_one_epoch(args: list[str], root: Path) -> Path:
     return next(root.rglob("last.ckpt"))
 
 
+def demo_data_args(task: str, root: Path) -> list[str]:
+    """The demo config of ``task`` with tiny generated data under ``root`` (mono 4-1-4 ->
+    depth 2 at 32x32; AnyNet with a 2-channel SPN at 64x128 crops)."""
+    if task == "mono":
+        return ["--config", "configs/demo/mono.yaml", f"--data.init_args.root={root / 'diode'}",
+                "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[64, 48]",
+                "--data.init_args.size=[32, 32]"]  # fmt: skip
+    return ["--config", "configs/demo/stereo.yaml", f"--data.init_args.root={root / 'monkaa'}",
+            "--data.init_args.synth_scenes=1", "--data.init_args.synth_frames=6",
+            "--data.init_args.synth_size=[128, 64]", "--data.init_args.split_by=frame",
+            "--data.init_args.val_fraction=0.3", "--data.init_args.crop_size=[64, 128]"]  # fmt: skip
+
+
 def demo_checkpoints(root: Path) -> dict[str, Path]:
-    """``last.ckpt`` of a one-epoch ``lightning_depth fit`` of each demo on tiny generated
-    data (mono 4-1-4 -> depth 2 at 32x32; AnyNet with a 2-channel SPN at 64x128 crops)."""
+    """``last.ckpt`` of a one-epoch ``lightning_depth fit`` of each demo on the data of
+    :func:`demo_data_args` under ``root``."""
     mono = _fit_one_epoch(
-        ["--config", "configs/demo/mono.yaml", f"--data.init_args.root={root / 'diode'}",
-         "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[64, 48]",
-         "--data.init_args.size=[32, 32]", "--model.init_args.net.init_args.depth=2"],
-        root / "mono",
-    )  # fmt: skip
+        [*demo_data_args("mono", root), "--model.init_args.net.init_args.depth=2"], root / "mono"
+    )
     stereo = _fit_one_epoch(
-        ["--config", "configs/demo/stereo.yaml", f"--data.init_args.root={root / 'monkaa'}",
-         "--data.init_args.synth_scenes=1", "--data.init_args.synth_frames=6",
-         "--data.init_args.synth_size=[128, 64]", "--data.init_args.split_by=frame",
-         "--data.init_args.val_fraction=0.3", "--data.init_args.crop_size=[64, 128]",
-         "--model.init_args.net.init_args.spn_channels=2"],
+        [*demo_data_args("stereo", root), "--model.init_args.net.init_args.spn_channels=2"],
         root / "stereo",
-    )  # fmt: skip
+    )
     return {"mono": mono, "stereo": stereo}

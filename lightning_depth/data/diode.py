@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightning_depth.data.loaders import Item, make_loader, split_item
+from lightning_depth.data.base import SourceDataModule
+from lightning_depth.data.loaders import Item, split_item
 from lightning_depth.data.transforms import hflip as flip_lr
 from lightning_depth.data.transforms import resize_like_cv2, to_chw_tensor
 from lightning_depth.io.errors import DataError
@@ -277,19 +277,6 @@ class DIODEDataset(MonoDepthFilesDataset):
 # -- splitting and the DataModule ----------------------------------------------------------
 
 
-SOURCES = ("folder", "archive", "shards")
-
-
-def _check_source(source: str, archives: Optional[Sequence[str]], shards: Optional[str]) -> None:
-    """Checks the DataModules' ``source`` choice and what it needs."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    if source == "archive" and not archives:
-        raise ValueError('source="archive" needs archives=[<archive file>, ...]')
-    if source == "shards" and not shards:
-        raise ValueError('source="shards" needs shards=<folder or s3://bucket/prefix>')
-
-
 def _check_fractions(fractions: Sequence[float]) -> list[float]:
     fractions = [float(f) for f in fractions]
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
@@ -343,7 +330,7 @@ def split_files(files: Sequence, fractions: Sequence[float], seed: int) -> list[
     return [[files[i] for i in sorted(part)] for part in parts]
 
 
-class DIODEDataModule(L.LightningDataModule):
+class DIODEDataModule(SourceDataModule):
     """DIODE monocular depth: a seeded train/val/test split of the samples under ``root``.
 
     Batches (all loaders) are dicts with ``image`` (B, 3, H, W) float32 in [0, 1],
@@ -414,12 +401,10 @@ class DIODEDataModule(L.LightningDataModule):
         endpoint_url: Optional[str] = None,
     ) -> None:
         super().__init__()
-        _check_source(source, archives, shards)
+        self.check_source(source, archives, shards, batch_size, eval_batch_size)
         if len(fractions) != 3:
             raise ValueError(f"fractions must be (train, val, test), got {fractions}")
         _check_fractions(fractions)
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise ValueError("batch_size and eval_batch_size must be >= 1")
         self.save_hyperparameters()
         self.root = Path(root)
         self.splits = tuple(splits)
@@ -430,9 +415,6 @@ class DIODEDataModule(L.LightningDataModule):
         self.hflip = hflip
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
         self.synth_samples = synth_samples
         self.synth_size = tuple(synth_size)
         self.synth_seed = synth_seed
@@ -442,11 +424,7 @@ class DIODEDataModule(L.LightningDataModule):
         self._is_setup = False
 
     def prepare_data(self) -> None:
-        if self.hparams.source == "archive" and self.hparams.cache_dir:
-            from lightning_depth.data.archive import ArchiveSet
-
-            # index once on one process; setup() on every process loads the saved index
-            ArchiveSet(self.hparams.archives, index_dir=self.hparams.cache_dir)
+        self.index_archives()
         if self.hparams.source != "folder":
             return
         if self.synth_samples > 0 and not _find_images(self.root, self.splits, self.scene_types):
@@ -509,39 +487,3 @@ class DIODEDataModule(L.LightningDataModule):
         )
         self.val_set = DIODEStreamingDataset(f"{base}/val", drop_last=False, **common)
         self.test_set = DIODEStreamingDataset(f"{base}/test", drop_last=False, **common)
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        if self.hparams.source == "shards":
-            from lightning_depth.data.streaming import StreamingDataLoader
-
-            # litdata splits the chunks between processes and workers itself, shuffles by
-            # (seed, epoch), and its state_dict goes into Lightning checkpoints.
-            return StreamingDataLoader(
-                dataset,
-                batch_size=batch_size,
-                num_workers=self.num_workers,
-                pin_memory=self.pin_memory,
-                persistent_workers=self.persistent_workers,
-            )
-        return make_loader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            trainer=self.trainer,
-            seed=self.seed,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)

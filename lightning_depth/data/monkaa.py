@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import kornia
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightning_depth.data.loaders import Item, make_loader, split_item
+from lightning_depth.data.base import SourceDataModule
+from lightning_depth.data.loaders import Item, split_item
 from lightning_depth.data.synth import render_scene
 from lightning_depth.io.errors import DataError
 from lightning_depth.io.images import read_rgb
@@ -326,7 +326,7 @@ def split_samples(
     )
 
 
-class MonkaaDataModule(pl.LightningDataModule):
+class MonkaaDataModule(SourceDataModule):
     """SceneFlow Monkaa for stereo training (AnyNet), with seeded train/val/test splits.
 
     Batches are dicts:
@@ -398,12 +398,7 @@ class MonkaaDataModule(pl.LightningDataModule):
         endpoint_url: Optional[str] = None,
     ) -> None:
         super().__init__()
-        if source not in ("folder", "archive", "shards"):
-            raise ValueError(f"source must be 'folder', 'archive' or 'shards', got {source!r}")
-        if source == "archive" and not archives:
-            raise ValueError('source="archive" needs archives=[<archive file>, ...]')
-        if source == "shards" and not shards:
-            raise ValueError('source="shards" needs shards=<folder or s3://bucket/prefix>')
+        self.check_source(source, archives, shards, batch_size, eval_batch_size)
         if split_by not in ("frame", "scene"):
             raise ValueError(f"split_by must be 'frame' or 'scene', got {split_by!r}")
         if eval_mode not in ("crop", "pad"):
@@ -418,25 +413,16 @@ class MonkaaDataModule(pl.LightningDataModule):
                 f"val_fraction + test_fraction must leave training data, got "
                 f"{val_fraction} + {test_fraction}"
             )
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise ValueError("batch sizes must be positive")
         self.save_hyperparameters()
         self.root = Path(root)
         self.eval_batch_size = eval_batch_size or batch_size
         self.train_samples: list[Sample] = []
         self.val_samples: list[Sample] = []
         self.test_samples: list[Sample] = []
-        self.train_set: Optional[MonkaaDataset] = None
-        self.val_set: Optional[MonkaaDataset] = None
-        self.test_set: Optional[MonkaaDataset] = None
 
     def prepare_data(self) -> None:
+        self.index_archives()
         hp = self.hparams
-        if hp.source == "archive" and hp.cache_dir:
-            from lightning_depth.data.archive import ArchiveSet
-
-            # index once on one process; setup() on every process loads the saved index
-            ArchiveSet(hp.archives, index_dir=hp.cache_dir)
         if hp.source != "folder":
             return
         has_data = any(self.root.glob(f"{FRAMES_DIR}/*/left/*.png"))
@@ -503,43 +489,6 @@ class MonkaaDataModule(pl.LightningDataModule):
         # prepare writes no test/ when test_fraction is 0; test then uses val, as for folders
         test = f"{base}/test" if hp.test_fraction > 0 else f"{base}/val"
         self.test_set = MonkaaStreamingDataset(test, **evaluation, **common)
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        hp = self.hparams
-        if hp.source == "shards":
-            from lightning_depth.data.streaming import StreamingDataLoader
-
-            # litdata splits the chunks between processes and workers itself, shuffles by
-            # (seed, epoch), and its state_dict goes into Lightning checkpoints.
-            return StreamingDataLoader(
-                dataset,
-                batch_size=batch_size,
-                num_workers=hp.num_workers,
-                pin_memory=hp.pin_memory,
-                persistent_workers=hp.persistent_workers and hp.num_workers > 0,
-            )
-        return make_loader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=hp.num_workers,
-            pin_memory=hp.pin_memory,
-            persistent_workers=hp.persistent_workers,
-            trainer=self.trainer,
-            seed=hp.seed,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
 
 
 def synthesize_monkaa(

@@ -37,45 +37,77 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from lightning_depth.deploy.export import export_model, export_wrapper, load_task
 
-__all__ = ["count_parameters", "main", "prune_conv_weights", "quantize_int8"]
+__all__ = [
+    "count_parameters",
+    "main",
+    "make_pruning_permanent",
+    "prune_conv_weights",
+    "quantize_int8",
+]
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
     """``(parameters, non-zero parameters)`` of ``module`` (pruning masks applied)."""
     total = nonzero = 0
     for m in module.modules():
-        for name, p in m.named_parameters(recurse=False):
-            if name.endswith("_orig") and hasattr(m, name[: -len("_orig")] + "_mask"):
-                # Under torch.nn.utils.prune the parameter is the unpruned weight; the
-                # module's attribute of the plain name is the masked one it uses.
-                p = getattr(m, name[: -len("_orig")])
+        if isinstance(m, parametrize.ParametrizationList):
+            continue  # counted below as the parametrised (masked) tensor its module uses
+        tensors = [p for _, p in m.named_parameters(recurse=False)]
+        if parametrize.is_parametrized(m):
+            tensors += [getattr(m, name) for name in m.parametrizations]
+        for p in tensors:
             total += p.numel()
             nonzero += int(torch.count_nonzero(p))
     return total, nonzero
 
 
-def prune_conv_weights(module: nn.Module, amount: float) -> list[tuple[nn.Module, str]]:
+class _Mask(nn.Module):
+    """Parametrisation ``weight = original * mask`` (the mask a fixed buffer)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask
+
+
+def prune_conv_weights(module: nn.Module, amount: float) -> list[nn.Module]:
     """Global L1 pruning of ``amount`` (0..1) of all ``Conv2d``/``Conv3d`` weights.
 
-    The masks stay attached (``torch.nn.utils.prune`` forward pre-hooks) so that fine-tuning
-    keeps the pruned weights at zero; :func:`torch.nn.utils.prune.remove` makes them
-    permanent.
+    ``torch.nn.utils.prune`` chooses the masks; they then stay attached as parametrisations
+    (:mod:`torch.nn.utils.parametrize`), so that fine-tuning keeps the pruned weights at zero
+    also where a network reads ``conv.weight`` without calling the layer (AnyNet's 3D
+    convolutions and SPN projections do), which prune's forward pre-hooks would miss.
+    :func:`make_pruning_permanent` removes them.
 
     Returns:
-        the pruned ``(module, "weight")`` pairs.
+        the pruned convolutions.
     """
     from torch.nn.utils import prune
 
     if not 0.0 <= amount < 1.0:
         raise ValueError(f"prune amount must be in [0, 1), got {amount}")
-    params = [(m, "weight") for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
-    if not params:
+    convs = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    if not convs:
         raise ValueError("prune_conv_weights: the module has no convolutions")
+    params = [(m, "weight") for m in convs]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
-    return params
+    for m in convs:
+        mask = m.weight_mask
+        prune.remove(m, "weight")  # weight = orig * mask, a plain parameter again
+        parametrize.register_parametrization(m, "weight", _Mask(mask))
+    return convs
+
+
+def make_pruning_permanent(convs: list[nn.Module]) -> None:
+    """Drop the masks of :func:`prune_conv_weights`, keeping the masked weights."""
+    for m in convs:
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
 
 
 class _CalibrationReader:
@@ -89,7 +121,13 @@ class _CalibrationReader:
 
 
 def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights) of an ONNX file."""
+    """Static int8 quantisation (QDQ, per-channel weights) of an ONNX file's convolutions.
+
+    Only ``Conv`` nodes are quantised: they hold nearly all weights and arithmetic, and
+    onnxruntime's default list also quantises the shape arithmetic around AnyNet's cost
+    volumes (the quantised stereo graph then fails at an ``Expand`` with "invalid expand
+    shape") and its un-folded pre-activation batch norms.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -106,6 +144,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
         per_channel=True,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
+        op_types_to_quantize=["Conv"],
     )
     return dst
 
@@ -267,14 +306,9 @@ def compress(
     if not val:
         raise ValueError("compress: the validation set is empty")
     calib = [_feeds(s) for s in _samples(datamodule.train_dataloader(), stereo, calib_batches)]
+    # The ONNX files take any size (dynamic height and width): the first validation sample's
+    # is the export example and the latency's resolution.
     shape = next(iter(_feeds(val[0]).values())).shape
-    sizes = {next(iter(_feeds(s).values())).shape for s in val}
-    if stereo and len(sizes) > 1:
-        raise ValueError(
-            f"compress: stereo ONNX files have a fixed size, but the validation samples come "
-            f"in sizes {sorted(sizes)}; use a fixed eval_size or eval_mode=crop"
-        )
-    calib = [c for c in calib if next(iter(c.values())).shape == shape] or [_feeds(val[0])]
     height, width = shape[-2:]
     task = task.cpu().eval()
     metric_keys = ["3px", "epe"] if stereo else ["ssim", "abs_rel"]
@@ -298,13 +332,10 @@ def compress(
     int8 = quantize_int8(fp32, out / "int8.onnx", calib)
     rows.append(variant("int8", task.net, int8, task.net))
 
-    from torch.nn.utils import prune
-
     pruned_task = copy.deepcopy(task)
-    params = prune_conv_weights(pruned_task.net, prune_amount)
+    convs = prune_conv_weights(pruned_task.net, prune_amount)
     _finetune(pruned_task, datamodule, finetune_steps)
-    for module, name in params:
-        prune.remove(module, name)
+    make_pruning_permanent(convs)
     pruned_task = pruned_task.cpu().eval()
     pruned = export_model(
         export_wrapper(pruned_task), out / "pruned.onnx", "onnx", "fp32", height, width
@@ -349,21 +380,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max-val-samples", type=int, default=None)
     args, rest = parser.parse_known_args(list(argv or []))
 
-    from lightning.pytorch import LightningDataModule
-
-    from lightning_depth.cli import DepthCLI
-    from lightning_depth.tasks.base import DepthTask
+    from lightning_depth.cli import build_cli
 
     task = load_task(args.ckpt_path)
-    cli = DepthCLI(
-        DepthTask,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=None,
-        run=False,
-        args=["--config", args.config, "--trainer.logger=false", *rest],
-    )
+    cli = build_cli(["--config", args.config, "--trainer.logger=false", *rest], run=False)
     out = Path(args.out) if args.out else Path(args.ckpt_path).parent / "compress"
     report = compress(
         task,

@@ -364,11 +364,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_check:
         stats = check_exported(out, wrapper, height, width, args.dtype)
         summary.update(stats)
-        if stats["max_rel_error"] > TOLERANCE[args.dtype]:
+        # fp32 files are held to PyTorch; half-precision ones to the float32 model, since
+        # PyTorch's and onnxruntime's half kernels round differently (onnxruntime's fp16
+        # convolutions on CPU were the closer of the two to float32 in our checks).
+        key = "max_rel_error" if args.dtype == "fp32" else "max_rel_error_fp32"
+        if stats[key] > TOLERANCE[args.dtype]:
             print(json.dumps(summary))
             raise SystemExit(
-                f"exported {out} differs from PyTorch by {stats['max_rel_error']:.3g} "
-                f"(> {TOLERANCE[args.dtype]:g} for {args.dtype})"
+                f"exported {out} differs from the {'PyTorch' if args.dtype == 'fp32' else 'float32'}"
+                f" model by {stats[key]:.3g} (> {TOLERANCE[args.dtype]:g} for {args.dtype})"
             )
     print(json.dumps(summary))
     return 0

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,14 +16,8 @@ from lightning_depth.deploy.export import (
 from lightning_depth.io.errors import DataError
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.autoencoder import DepthAutoencoder
-from tests.helpers import demo_checkpoints
 
 pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    return demo_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 def _mono() -> ExportedMono:

@@ -1,0 +1,131 @@
+"""GPU speed of both models in float32, 16-mixed and bf16-mixed (needs a CUDA device).
+
+What Lightning's ``precision="16-mixed"`` / ``"bf16-mixed"`` do per step, written out so the
+step itself is timed: the forward and loss under ``torch.autocast``, a ``GradScaler`` for
+float16, fused Adam. Random inputs (speed does not depend on the content).
+
+- mono: 4-1-4 autoencoder, faithful loss, batch 32 at 256x256 (the Keras example's setting),
+  training samples/s.
+- stereo: AnyNet with SPN-8: inference at 384x1248 (KITTI padded to 16), batch 1, ms per pass
+  for 1, 2, 3 stages and 3 + SPN; training at 256x512 crops, batch 8, samples/s.
+
+Each setting is timed with ``torch.cuda.synchronize`` around ``--steps`` steps after warm-up;
+the median of 3 repeats is reported. Last line::
+
+    RESULT mono_train_fp32=<samples/s> mono_train_fp16=... mono_train_bf16=...
+           stereo_ms_1=... stereo_ms_2=... stereo_ms_3=... stereo_ms_3_spn=...
+           stereo_ms_3_spn_fp16=... stereo_train_fp32=... stereo_train_fp16=... stereo_train_bf16=...
+
+Usage::
+
+    python benchmarks/bench_gpu.py [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+
+from lightning_depth.losses.mono import MonoDepthLoss
+from lightning_depth.losses.stereo import multi_stage_smooth_l1
+from lightning_depth.models.anynet import AnyNet
+from lightning_depth.models.autoencoder import DepthAutoencoder
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _median_seconds(fn: Callable[[], object], steps: int, repeats: int = 3) -> float:
+    """Median over ``repeats`` of the mean seconds per call of ``steps`` calls."""
+    for _ in range(3):  # warm-up: cuDNN autotuning, allocator, lazy init
+        fn()
+    torch.cuda.synchronize()
+    results = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+        results.append((time.perf_counter() - start) / steps)
+    return statistics.median(results)
+
+
+def training_step(
+    model: torch.nn.Module,
+    loss_fn: Callable[[object], torch.Tensor],
+    inputs: tuple[torch.Tensor, ...],
+    half: Optional[torch.dtype],
+) -> Callable[[], None]:
+    """One optimiser step as Lightning's mixed-precision plugin runs it."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=half == torch.float16)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=half or torch.float32, enabled=half is not None):
+            loss = loss_fn(model(*inputs))
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def bench_mono(steps: int, batch: int = 32, size: int = 256) -> dict[str, float]:
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    image = torch.rand(batch, 3, size, size, device="cuda", generator=gen)
+    target = torch.rand(batch, 1, size, size, device="cuda", generator=gen) * 2 - 1
+    loss = MonoDepthLoss()
+    out = {}
+    for name, half in PRECISIONS.items():
+        torch.manual_seed(0)
+        net = DepthAutoencoder(depth=4).cuda().train()
+        step = training_step(net, lambda pred: loss(pred, target)["loss"], (image,), half)
+        out[f"mono_train_{name}"] = batch / _median_seconds(step, steps)
+    return out
+
+
+def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    out = {}
+    torch.manual_seed(0)
+    net = AnyNet(spn_channels=8).cuda().eval()
+    left, right = (torch.randn(1, 3, 384, 1248, device="cuda", generator=gen) for _ in range(2))
+    with torch.no_grad():
+        for name, stages in (("1", 1), ("2", 2), ("3", 3), ("3_spn", 4)):
+            ms = 1000 * _median_seconds(lambda s=stages: net(left, right, stages=s), steps)
+            out[f"stereo_ms_{name}"] = ms
+        with torch.autocast("cuda", dtype=torch.float16):
+            ms = 1000 * _median_seconds(lambda: net(left, right), steps)
+        out["stereo_ms_3_spn_fp16"] = ms
+    crops = [torch.randn(batch, 3, 256, 512, device="cuda", generator=gen) for _ in range(2)]
+    gt = torch.rand(batch, 1, 256, 512, device="cuda", generator=gen) * 100
+    for name, half in PRECISIONS.items():
+        torch.manual_seed(0)
+        net = AnyNet(spn_channels=8).cuda().train()
+        step = training_step(
+            net, lambda preds: multi_stage_smooth_l1(preds, gt)[0], tuple(crops), half
+        )
+        out[f"stereo_train_{name}"] = batch / _median_seconds(step, steps)
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_gpu.py needs a CUDA device (torch.cuda.is_available() is False)")
+    torch.backends.cudnn.benchmark = True
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    results = {**bench_mono(args.steps), **bench_stereo(args.steps)}
+    for key, value in results.items():
+        print(f"{key:24s} {value:10.2f}")
+    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
+
+
+if __name__ == "__main__":
+    main()
