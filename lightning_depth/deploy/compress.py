@@ -313,8 +313,8 @@ def compress(
     task = task.cpu().eval()
     metric_keys = ["3px", "epe"] if stereo else ["ssim", "abs_rel"]
 
-    def variant(name: str, module: nn.Module, onnx_path: Path, params_of: nn.Module) -> dict:
-        total, nonzero = count_parameters(params_of)
+    def variant(name: str, onnx_path: Path, net: nn.Module) -> dict:
+        total, nonzero = count_parameters(net)
         return {
             "name": name,
             "file": str(onnx_path),
@@ -327,10 +327,10 @@ def compress(
 
     rows = []
     fp32 = export_model(export_wrapper(task), out / "fp32.onnx", "onnx", "fp32", height, width)
-    rows.append(variant("fp32", task.net, fp32, task.net))
+    rows.append(variant("fp32", fp32, task.net))
     torch_ms = torch_latency_ms(export_wrapper(task), val[0], latency_runs)
     int8 = quantize_int8(fp32, out / "int8.onnx", calib)
-    rows.append(variant("int8", task.net, int8, task.net))
+    rows.append(variant("int8", int8, task.net))
 
     pruned_task = copy.deepcopy(task)
     convs = prune_conv_weights(pruned_task.net, prune_amount)
@@ -340,9 +340,9 @@ def compress(
     pruned = export_model(
         export_wrapper(pruned_task), out / "pruned.onnx", "onnx", "fp32", height, width
     )
-    rows.append(variant("pruned", pruned_task.net, pruned, pruned_task.net))
+    rows.append(variant("pruned", pruned, pruned_task.net))
     pruned_int8 = quantize_int8(pruned, out / "pruned_int8.onnx", calib)
-    rows.append(variant("pruned_int8", pruned_task.net, pruned_int8, pruned_task.net))
+    rows.append(variant("pruned_int8", pruned_int8, pruned_task.net))
 
     report = {
         "task": "stereo" if stereo else "mono",

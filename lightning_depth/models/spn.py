@@ -72,6 +72,14 @@ def _masked_gates(
     return g1, g2, g3
 
 
+def _columns(
+    x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Column-major ``(W, B, C, H)`` masked gates and the ``(1 - g1 - g2 - g3) * x`` term."""
+    g1c, g2c, g3c = _masked_gates(g1, g2, g3)
+    return g1c, g2c, g3c, (1 - g1c - g2c - g3c) * x.permute(3, 0, 1, 2)
+
+
 def _propagate(
     x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -80,11 +88,9 @@ def _propagate(
     Returns:
         ``(B, C, H, W)`` output and the ``(x, g1c, g2c, g3c, h)`` the backward needs.
     """
-    g1c, g2c, g3c = _masked_gates(g1, g2, g3)
-    xc = x.permute(3, 0, 1, 2)
+    g1c, g2c, g3c, h = _columns(x, g1, g2, g3)
     # h starts as the (1 - g1 - g2 - g3) * x term of every column; the loop then adds the
     # propagated neighbours column by column, in place.
-    h = (1 - g1c - g2c - g3c) * xc
     # Per-column views made once (unbind): the loop body is then three in-place kernels,
     # which matters with a few hundred columns of a few hundred values each.
     cur, up, down = h.unbind(0), h[..., 1:].unbind(0), h[..., :-1].unbind(0)
@@ -113,8 +119,7 @@ def _propagate_scan(
     """The recurrence as ``torch.scan`` over the columns (for ``torch.export``/ONNX)."""
     from torch._higher_order_ops import scan  # torch >= 2.6; the export path needs it
 
-    g1c, g2c, g3c = _masked_gates(g1, g2, g3)
-    base = (1 - g1c - g2c - g3c) * x.permute(3, 0, 1, 2)
+    g1c, g2c, g3c, base = _columns(x, g1, g2, g3)
     # The first column's gates are zero, so a zero carry gives h[:, 0] = x[:, 0].
     _, h = scan(_column_step, base.new_zeros(base.shape[1:]), (base, g1c, g2c, g3c))
     return h.permute(1, 2, 3, 0)
