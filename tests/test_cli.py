@@ -11,7 +11,8 @@ import torch
 import yaml
 from lightning.pytorch import LightningDataModule
 
-from lightning_depth.cli import DepthCLI, build_cli, main
+from lightning_depth.cli import main
+from lightning_depth.config import DepthCLI, build_cli
 from lightning_depth.tasks.base import DepthTask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -62,7 +63,7 @@ def test_faithful_demo_overlay_restores_the_original(tmp_path: Path) -> None:
     )
     assert cli.model.net.head_type == "tanh"
     loss = cli.model.loss_fn
-    assert (loss.ssim_max_val, loss.smoothness, loss.use_mask) == (256.0, "faithful", False)
+    assert (loss.data_range, loss.smoothness, loss.use_mask) == (256.0, "faithful", False)
     # same data and budget as the main demo
     assert cli.datamodule.size == (64, 64)
 
@@ -196,3 +197,98 @@ def test_fit_validate_test_predict_through_the_cli(tmp_path: Path, capsys) -> No
     assert _count(restored.net) == 489_089  # depth 3, as configured
     for command in ("validate", "test", "predict"):
         main([command, *common, f"--ckpt_path={last}"])
+
+
+def test_default_callbacks_are_visible_and_overridable(capsys) -> None:
+    """The default callbacks are plain config: --print_config shows them, a config's list
+    replaces them and ``callbacks+`` adds to them."""
+    defaults = _printed_config(capsys, "--config", str(CONFIGS / "mono" / "diode_414.yaml"))
+    names = [c["class_path"].rsplit(".", 1)[1] for c in defaults["trainer"]["callbacks"]]
+    assert names == [
+        "BestCheckpoint",
+        "LatestCheckpoint",
+        "LearningRateMonitor",
+        "PredictionPanels",
+        "CheckpointOnSigterm",
+    ]
+    demo = _printed_config(capsys, "--config", str(CONFIGS / "demo" / "mono.yaml"))
+    assert [c["class_path"].rsplit(".", 1)[1] for c in demo["trainer"]["callbacks"]] == [
+        *names,
+        "LearningReport",
+    ]
+    replaced = _printed_config(
+        capsys,
+        "--config",
+        str(CONFIGS / "mono" / "diode_414.yaml"),
+        "--trainer.callbacks=[{class_path: lightning.pytorch.callbacks.ModelCheckpoint}]",
+    )
+    assert [c["class_path"] for c in replaced["trainer"]["callbacks"]] == [
+        "lightning.pytorch.callbacks.ModelCheckpoint"
+    ]
+
+
+def _tiny_mono_fit(tmp_path: Path, *extra: str) -> DepthCLI:
+    from tests.helpers import demo_data_args
+
+    return build_cli(
+        [
+            "fit",
+            *demo_data_args("mono", tmp_path / "data"),
+            "--model.init_args.net.init_args.depth=2",
+            "--trainer.max_epochs=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            f"--trainer.default_root_dir={tmp_path / 'run'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'run'}",
+            *extra,
+        ]
+    )
+
+
+def test_a_users_model_checkpoint_is_used(tmp_path: Path) -> None:
+    """A ModelCheckpoint given on the command line saves where and on what the user said
+    (Lightning used to replace it silently by the task's own checkpoints)."""
+    mine = tmp_path / "my_checkpoints"
+    cli = _tiny_mono_fit(
+        tmp_path,
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"--trainer.callbacks.dirpath={mine}",
+        "--trainer.callbacks.monitor=val/abs_rel",
+        "--trainer.callbacks.mode=min",
+        "--trainer.callbacks.filename=mine-{epoch}",
+    )
+    checkpoints = [c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint"]
+    assert len(checkpoints) == 1
+    user = checkpoints[0]
+    assert user.dirpath == str(mine) and user.monitor == "val/abs_rel"
+    files = sorted(p.name for p in mine.glob("*.ckpt"))
+    assert len(files) == 1 and files[0].startswith("mine-epoch=")
+    # it kept the epoch with the lowest logged val/abs_rel
+    scores = [float(v) for v in _logged(tmp_path / "run", "val/abs_rel")]
+    assert float(user.best_model_score) == pytest.approx(min(scores), rel=1e-6)
+    # the default best checkpoint watched the task's own metric, in its direction
+    best = next(c for c in cli.trainer.callbacks if type(c).__name__ == "BestCheckpoint")
+    assert (best.monitor, best.mode) == ("val/ssim", "max")
+    assert float(best.best_model_score) == pytest.approx(
+        max(float(v) for v in _logged(tmp_path / "run", "val/ssim")), rel=1e-6
+    )
+
+
+def test_a_users_callback_list_replaces_the_defaults(tmp_path: Path) -> None:
+    mine = tmp_path / "only"
+    cli = _tiny_mono_fit(
+        tmp_path,
+        "--trainer.callbacks=[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, "
+        f"init_args: {{dirpath: {mine}, monitor: val/abs_rel}}}}]",
+    )
+    kinds = {type(c).__name__ for c in cli.trainer.callbacks}
+    assert "BestCheckpoint" not in kinds and "LatestCheckpoint" not in kinds
+    assert len(list(mine.glob("*.ckpt"))) == 1
+
+
+def _logged(root: Path, key: str) -> list[str]:
+    """Values of ``key`` in the CSV logger's metrics.csv under ``root``."""
+    import csv
+
+    rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
+    return [row[key] for row in rows if row.get(key)]

@@ -1,6 +1,14 @@
-"""Callbacks: the demo report and validation picture panels."""
+"""Callbacks: checkpoints, the demo report, validation panels, SIGTERM and predict writers."""
 
+from lightning_depth.callbacks.checkpoints import BestCheckpoint, LatestCheckpoint
 from lightning_depth.callbacks.panels import PredictionPanels
 from lightning_depth.callbacks.report import LearningReport
+from lightning_depth.callbacks.resume import CheckpointOnSigterm
 
-__all__ = ["LearningReport", "PredictionPanels"]
+__all__ = [
+    "BestCheckpoint",
+    "CheckpointOnSigterm",
+    "LatestCheckpoint",
+    "LearningReport",
+    "PredictionPanels",
+]

@@ -16,7 +16,7 @@ class LearningReport(Callback):
     """Evaluates the validation set before and after ``fit`` and prints what changed.
 
     The model must provide ``evaluate(dataloader) -> dict`` and ``visualize(batch, outputs,
-    index) -> dict[str, uint8 (H, W, 3)]`` (both task modules do). At the end of ``fit``:
+    index) -> dict[str, uint8 (H, W, 3)]`` (every ``DepthTask`` does). At the end of ``fit``:
 
     - prints ``RESULT <name>_before=... <name>_after=... seconds=...`` as one ``key=value``
       line that scripts can read; ``seconds`` counts from this callback's creation (data
@@ -26,18 +26,22 @@ class LearningReport(Callback):
 
     Args:
         metrics: result name -> metric key of ``evaluate``, e.g. ``{"val_ssim": "ssim"}``.
-        figure_path: where the PNG goes (folders are created); ``None``: no figure.
+        figure_path: where the PNG goes (folders are created); ``None``:
+            ``<trainer.default_root_dir>/figure.png``.
+        figure: write the figure.
         num_samples: rows of the figure.
     """
 
     def __init__(
         self,
         metrics: dict[str, str],
-        figure_path: Optional[str] = "outputs/demo/figure.png",
+        figure_path: Optional[str] = None,
+        figure: bool = True,
         num_samples: int = 4,
     ) -> None:
         self.metrics = dict(metrics)
         self.figure_path = figure_path
+        self.figure = figure
         self.num_samples = num_samples
         self.start = time.perf_counter()
         self.before: dict[str, float] = {}
@@ -54,7 +58,7 @@ class LearningReport(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.after = self._evaluate(trainer, pl_module)
         self._print("after", self.after)
-        if self.figure_path and trainer.is_global_zero:
+        if self.figure and trainer.is_global_zero:
             self.write_figure(trainer, pl_module)
         seconds = time.perf_counter() - self.start
         parts = []
@@ -85,7 +89,7 @@ class LearningReport(Callback):
         try:
             for batch in trainer.datamodule.val_dataloader():
                 batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-                outputs = pl_module.predict_outputs(batch)
+                outputs = pl_module.forward_outputs(batch)
                 n = len(batch["name"]) if "name" in batch else next(iter(batch.values())).shape[0]
                 for i in range(n):
                     rows.append(pl_module.visualize(batch, outputs, index=i))
@@ -107,7 +111,7 @@ class LearningReport(Callback):
                 if r == 0:
                     ax.set_title(key.replace("_", " "), fontsize=9)
         fig.tight_layout()
-        path = Path(self.figure_path)
+        path = Path(self.figure_path or Path(trainer.default_root_dir) / "figure.png")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
         plt.close(fig)

@@ -9,16 +9,16 @@ Original (``DepthEstimationModel.calculate_loss``)::
 
 Quirks of the original, kept by the defaults (``MonoDepthLoss()``) for parity:
 
-- ``max_val=256`` is the image *width*, not the range of the log-depth targets (about
-  [0.1, 5.7]), and ``k1=0.01**2``, ``k2=0.03**2`` are squared once more by TF
-  (``c = (k * max_val)**2``). The two quirks largely cancel: ``c1, c2 = 6.6e-4, 0.053``,
-  near the standard constants for ``max_val = log(300)`` (``3.3e-3, 0.029``).
+- ``max_val=256`` (our ``data_range``) is the image *width*, not the range of the log-depth
+  targets (about [0.1, 5.7]), and ``k1=0.01**2``, ``k2=0.03**2`` are squared once more by TF
+  (``c = (k * data_range)**2``). The two quirks largely cancel: ``c1, c2 = 6.6e-4, 0.053``,
+  near the standard constants for ``data_range = log(300)`` (``3.3e-3, 0.029``).
 - the smoothness weights are two scalars for the whole batch, not per-pixel edge weights.
 - invalid depth pixels (DIODE's mask) count in every term.
 
 Recommended corrected configuration (``configs/mono/diode_414_corrected.yaml``)::
 
-    MonoDepthLoss(ssim="tf", ssim_max_val=math.log(300.0),  # ~5.704, the target range
+    MonoDepthLoss(ssim="tf", data_range="log_depth",  # log(300) ~ 5.704, the target range
                   ssim_k1=0.01, ssim_k2=0.03,                 # the standard SSIM constants
                   smoothness="edge_aware", use_mask=True)      # weights 0.85 / 0.1 / 0.9 kept
     DepthAutoencoder(head="linear")                           # or scaled_tanh, max_output=6.0
@@ -28,10 +28,12 @@ The term weights are the original's; they were not re-tuned for the corrected te
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
+
+from lightning_depth.encoding import LOG_DEPTH_RANGE
 
 from lightning_depth.losses.smoothness import depth_smoothness_edge_aware, depth_smoothness_faithful
 from lightning_depth.losses.ssim import ssim_loss_kornia, ssim_loss_tf
@@ -40,6 +42,22 @@ __all__ = ["MonoDepthLoss", "mono_depth_loss"]
 
 _SSIM = ("tf", "kornia")
 _SMOOTHNESS = ("faithful", "edge_aware")
+
+
+#: ``data_range`` names: ``"log_depth"`` is the log-depth targets' range, log(300).
+_NAMED_RANGES = {"log_depth": LOG_DEPTH_RANGE}
+
+
+def resolve_data_range(data_range: Union[float, str]) -> float:
+    """SSIM's data range as a number: a float as is, or ``"log_depth"`` (log(300), the
+    largest log-depth target; see :mod:`lightning_depth.encoding`)."""
+    if isinstance(data_range, str):
+        if data_range not in _NAMED_RANGES:
+            raise ValueError(
+                f"data_range must be a number or one of {sorted(_NAMED_RANGES)}, got {data_range!r}"
+            )
+        return _NAMED_RANGES[data_range]
+    return float(data_range)
 
 
 def _check_options(ssim: str, smoothness: str) -> None:
@@ -58,7 +76,7 @@ def mono_depth_loss(
     l1_weight: float = 0.1,
     smoothness_weight: float = 0.9,
     ssim: str = "tf",
-    ssim_max_val: float = 256.0,
+    data_range: Union[float, str] = 256.0,
     ssim_k1: float = 0.01**2,
     ssim_k2: float = 0.03**2,
     ssim_window: int = 7,
@@ -90,15 +108,16 @@ def mono_depth_loss(
         raise ValueError("mono_depth_loss: use_mask=True needs mask (B, 1, H, W)")
     if smoothness == "edge_aware" and image is None:
         raise ValueError("mono_depth_loss: smoothness='edge_aware' needs image (B, C, H, W)")
+    data_range = resolve_data_range(data_range)
     # Without use_mask the mask is ignored: the original counts every pixel.
     mask = mask if use_mask else None
 
     if ssim == "tf":
         l_ssim = ssim_loss_tf(
-            pred, target, ssim_max_val, ssim_window, 1.5, ssim_k1, ssim_k2, mask=mask
+            pred, target, data_range, ssim_window, 1.5, ssim_k1, ssim_k2, mask=mask
         )
     else:
-        l_ssim = ssim_loss_kornia(pred, target, ssim_max_val, ssim_window, mask=mask)
+        l_ssim = ssim_loss_kornia(pred, target, data_range, ssim_window, mask=mask)
 
     abs_err = (target - pred).abs()
     if mask is None:
@@ -130,7 +149,7 @@ class MonoDepthLoss(nn.Module):
     Terms:
         - SSIM, ``ssim="tf"``: ``mean(1 - SSIM)`` with ``tf.image.ssim`` semantics
           (:func:`~lightning_depth.losses.ssim.ssim_loss_tf`; "valid" windows,
-          ``c = (k * ssim_max_val)**2``). ``ssim="kornia"``: kornia's standard SSIM loss
+          ``c = (k * data_range)**2``). ``ssim="kornia"``: kornia's standard SSIM loss
           ``(1 - SSIM) / 2`` (:func:`~lightning_depth.losses.ssim.ssim_loss_kornia`; "same"
           reflect padding, the standard constants 0.01/0.03, so ``ssim_k1``/``ssim_k2`` are
           ignored, sigma 1.5). Note the ``/ 2`` when comparing weights.
@@ -151,8 +170,8 @@ class MonoDepthLoss(nn.Module):
         l1_weight: weight of the L1 term (0.1).
         smoothness_weight: weight of the smoothness term (0.9).
         ssim: ``"tf"`` or ``"kornia"``.
-        ssim_max_val: SSIM dynamic range L; the original's 256 is the image width, corrected:
-            ``math.log(300.0)`` (the log-depth target range).
+        data_range: SSIM dynamic range L; the original's 256 is the image width, corrected:
+            ``"log_depth"`` (log(300), the log-depth target range).
         ssim_k1: SSIM k1 (``"tf"`` only); original ``0.01**2``, corrected 0.01.
         ssim_k2: SSIM k2 (``"tf"`` only); original ``0.03**2``, corrected 0.03.
         ssim_window: SSIM window size (7).
@@ -172,7 +191,7 @@ class MonoDepthLoss(nn.Module):
         l1_weight: float = 0.1,
         smoothness_weight: float = 0.9,
         ssim: str = "tf",
-        ssim_max_val: float = 256.0,
+        data_range: Union[float, str] = 256.0,
         ssim_k1: float = 0.01**2,
         ssim_k2: float = 0.03**2,
         ssim_window: int = 7,
@@ -185,7 +204,7 @@ class MonoDepthLoss(nn.Module):
         self.l1_weight = l1_weight
         self.smoothness_weight = smoothness_weight
         self.ssim = ssim
-        self.ssim_max_val = ssim_max_val
+        self.data_range = resolve_data_range(data_range)
         self.ssim_k1 = ssim_k1
         self.ssim_k2 = ssim_k2
         self.ssim_window = ssim_window
@@ -217,7 +236,7 @@ class MonoDepthLoss(nn.Module):
             l1_weight=self.l1_weight,
             smoothness_weight=self.smoothness_weight,
             ssim=self.ssim,
-            ssim_max_val=self.ssim_max_val,
+            data_range=self.data_range,
             ssim_k1=self.ssim_k1,
             ssim_k2=self.ssim_k2,
             ssim_window=self.ssim_window,

@@ -8,7 +8,7 @@ step by step (``_fspecial_gauss``, ``_ssim_helper`` and ``_ssim_per_channel`` in
 - window: a ``filter_size x filter_size`` Gaussian (``filter_sigma``) normalised to sum 1;
 - ``reducer``: a per-channel ("depthwise") correlation with the window, "valid" only, so the
   SSIM map is ``(H - filter_size + 1) x (W - filter_size + 1)``;
-- with ``c1 = (k1 * max_val)**2`` and ``c2 = (k2 * max_val)**2`` (``compensation = 1``)::
+- with ``c1 = (k1 * data_range)**2`` and ``c2 = (k2 * data_range)**2`` (``compensation = 1``)::
 
       mu_x, mu_y = reducer(x), reducer(y)
       luminance  = (2 mu_x mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
@@ -106,7 +106,7 @@ def gaussian_window_tf(
 def ssim_tf_map(
     img1: torch.Tensor,
     img2: torch.Tensor,
-    max_val: float,
+    data_range: float,
     filter_size: int = 7,
     filter_sigma: float = 1.5,
     k1: float = 0.01**2,
@@ -120,7 +120,7 @@ def ssim_tf_map(
     Args:
         img1: ``(B, C, H, W)`` floating images, H and W >= ``filter_size``.
         img2: ``(B, C, H, W)``, same shape.
-        max_val: the dynamic range L of the images (sets ``c1 = (k1 L)**2``, ``c2 = (k2 L)**2``).
+        data_range: the dynamic range L of the images (sets ``c1 = (k1 L)**2``, ``c2 = (k2 L)**2``).
         filter_size: window size.
         filter_sigma: window standard deviation.
         k1: luminance constant (the keras-io example passes ``0.01**2``; TF's default is 0.01).
@@ -130,15 +130,15 @@ def ssim_tf_map(
         ``(B, C, H - filter_size + 1, W - filter_size + 1)`` map of ``luminance * cs``.
     """
     _check_pair(img1, img2, filter_size, "ssim_tf")
-    if not max_val > 0:
-        raise ValueError(f"ssim_tf: max_val must be > 0, got {max_val}")
+    if not data_range > 0:
+        raise ValueError(f"ssim_tf: data_range must be > 0, got {data_range}")
     if img1.dtype in (torch.float16, torch.bfloat16):
         img1 = img1.float()
     if img2.dtype in (torch.float16, torch.bfloat16):
         img2 = img2.float()
     img2 = img2.to(img1.dtype)
-    c1 = (k1 * max_val) ** 2
-    c2 = (k2 * max_val) ** 2
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
     channels = img1.shape[1]
     window = gaussian_window_tf(filter_size, filter_sigma, device=img1.device, dtype=img1.dtype)
     with torch.autocast(device_type=img1.device.type, enabled=False):
@@ -190,7 +190,7 @@ def masked_mean(
 def ssim_tf(
     img1: torch.Tensor,
     img2: torch.Tensor,
-    max_val: float,
+    data_range: float,
     filter_size: int = 7,
     filter_sigma: float = 1.5,
     k1: float = 0.01**2,
@@ -202,7 +202,7 @@ def ssim_tf(
     Args:
         img1: ``(B, C, H, W)`` images (channels first; TF's are channels last).
         img2: ``(B, C, H, W)``.
-        max_val: dynamic range L.
+        data_range: dynamic range L.
         filter_size: window size (TF's default 11; the example uses 7).
         filter_sigma: window standard deviation.
         k1: luminance constant; the default ``0.01**2`` is the example's (squared) value.
@@ -215,10 +215,10 @@ def ssim_tf(
 
     Example:
         >>> x = torch.rand(2, 1, 16, 16)
-        >>> ssim_tf(x, x, max_val=1.0)
+        >>> ssim_tf(x, x, data_range=1.0)
         tensor([1., 1.])
     """
-    ssim_map = ssim_tf_map(img1, img2, max_val, filter_size, filter_sigma, k1, k2)
+    ssim_map = ssim_tf_map(img1, img2, data_range, filter_size, filter_sigma, k1, k2)
     if mask is None:
         return ssim_map.mean(dim=(-2, -1)).mean(dim=-1)
     valid = window_validity(check_mask(mask, img1, "ssim_tf"), filter_size)
@@ -228,7 +228,7 @@ def ssim_tf(
 def ssim_loss_tf(
     pred: torch.Tensor,
     target: torch.Tensor,
-    max_val: float,
+    data_range: float,
     filter_size: int = 7,
     filter_sigma: float = 1.5,
     k1: float = 0.01**2,
@@ -240,7 +240,7 @@ def ssim_loss_tf(
     Args:
         pred: ``(B, C, H, W)`` prediction.
         target: ``(B, C, H, W)`` target.
-        max_val, filter_size, filter_sigma, k1, k2: as :func:`ssim_tf`.
+        data_range, filter_size, filter_sigma, k1, k2: as :func:`ssim_tf`.
         mask: optional ``(B, 1 or C, H, W)`` mask; then the mean of ``1 - SSIM`` over all
             windows of the batch that lie entirely on valid pixels (0 if there are none).
 
@@ -249,8 +249,8 @@ def ssim_loss_tf(
     """
     # The original calls tf.image.ssim(target, pred): keep the argument order for parity.
     if mask is None:
-        return (1.0 - ssim_tf(target, pred, max_val, filter_size, filter_sigma, k1, k2)).mean()
-    ssim_map = ssim_tf_map(target, pred, max_val, filter_size, filter_sigma, k1, k2)
+        return (1.0 - ssim_tf(target, pred, data_range, filter_size, filter_sigma, k1, k2)).mean()
+    ssim_map = ssim_tf_map(target, pred, data_range, filter_size, filter_sigma, k1, k2)
     valid = window_validity(check_mask(mask, pred, "ssim_loss_tf"), filter_size)
     return masked_mean(1.0 - ssim_map, valid.expand_as(ssim_map))
 
@@ -258,7 +258,7 @@ def ssim_loss_tf(
 def ssim_loss_kornia(
     pred: torch.Tensor,
     target: torch.Tensor,
-    max_val: float = 1.0,
+    data_range: float = 1.0,
     window_size: int = 7,
     mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
@@ -270,7 +270,7 @@ def ssim_loss_kornia(
     Args:
         pred: ``(B, C, H, W)``.
         target: ``(B, C, H, W)``.
-        max_val: dynamic range L.
+        data_range: dynamic range L.
         window_size: odd window size.
         mask: optional ``(B, 1 or C, H, W)`` mask; then the mean over pixels whose window lies
             entirely on valid pixels (0 if there are none).
@@ -280,10 +280,10 @@ def ssim_loss_kornia(
     """
     _check_pair(pred, target, window_size // 2 + 1, "ssim_loss_kornia")
     if mask is None:
-        return kornia.losses.ssim_loss(pred, target, window_size, max_val=float(max_val))
+        return kornia.losses.ssim_loss(pred, target, window_size, max_val=float(data_range))
     valid = window_validity(check_mask(mask, pred, "ssim_loss_kornia"), window_size, padding="same")
     loss_map = kornia.losses.ssim_loss(
-        pred, target, window_size, max_val=float(max_val), reduction="none"
+        pred, target, window_size, max_val=float(data_range), reduction="none"
     )
     return masked_mean(loss_map, valid.expand_as(loss_map))
 
@@ -292,7 +292,7 @@ class SSIMLossTF(nn.Module):
     """Module form of :func:`ssim_loss_tf`: ``mean(1 - tf.image.ssim(target, pred))``.
 
     Args:
-        max_val: dynamic range L (the example uses 256, the image width).
+        data_range: dynamic range L (the example uses 256, the image width).
         filter_size: window size.
         filter_sigma: window standard deviation.
         k1: luminance constant (example: ``0.01**2``).
@@ -301,14 +301,14 @@ class SSIMLossTF(nn.Module):
 
     def __init__(
         self,
-        max_val: float = 256.0,
+        data_range: float = 256.0,
         filter_size: int = 7,
         filter_sigma: float = 1.5,
         k1: float = 0.01**2,
         k2: float = 0.03**2,
     ) -> None:
         super().__init__()
-        self.max_val = max_val
+        self.data_range = data_range
         self.filter_size = filter_size
         self.filter_sigma = filter_sigma
         self.k1 = k1
@@ -318,5 +318,5 @@ class SSIMLossTF(nn.Module):
         self, pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         return ssim_loss_tf(
-            pred, target, self.max_val, self.filter_size, self.filter_sigma, self.k1, self.k2, mask
+            pred, target, self.data_range, self.filter_size, self.filter_sigma, self.k1, self.k2, mask
         )

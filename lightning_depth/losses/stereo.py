@@ -6,7 +6,7 @@ over the valid pixels of the batch, and sums the stages with weights ``(0.25, 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -109,6 +109,12 @@ class MultiStageSmoothL1(nn.Module):
         self.beta = beta
 
     def forward(
-        self, preds: Sequence[torch.Tensor], gt: torch.Tensor
+        self,
+        preds: Sequence[torch.Tensor],
+        gt: torch.Tensor,
+        weights: Optional[Sequence[float]] = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return multi_stage_smooth_l1(preds, gt, self.weights, self.maxdisp, self.beta)
+        """``weights`` replaces the module's for this call (e.g. a stage switched off while
+        it waits for its start epoch)."""
+        weights = self.weights if weights is None else weights
+        return multi_stage_smooth_l1(preds, gt, weights, self.maxdisp, self.beta)

@@ -461,6 +461,9 @@ class AnyNet(nn.Module):
         self.spn = SPNRefinement(spn_channels) if spn_channels > 0 else None
         self._init_weights()
 
+    #: H and W of the inputs must be multiples of this (the 1/16 feature scale).
+    size_multiple = 16
+
     @property
     def num_stages(self) -> int:
         """Number of outputs of a full forward pass (3, or 4 with SPN)."""

@@ -1,28 +1,106 @@
-"""What the mono and stereo LightningModules share: optimiser wiring and a standalone
-evaluation loop (used by the demo report before and after training)."""
+"""The task contract: everything generic code (callbacks, export, compression, ablations,
+benchmarks) needs from a depth task, as methods and attributes of :class:`DepthTask`.
+
+Generic code asks the task; it never checks which task it holds. A new model family is one
+new subclass in ``tasks/``; a test defines a toy one outside the package and runs fit,
+predict, export and ablate on it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+import dataclasses
+import inspect
+import warnings
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+__all__ = ["DepthTask", "Headline", "PictureRoles", "TimedPart"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """A headline metric of a task: a key of its epoch and per-sample metrics, and how
+    reports show it.
+
+    Args:
+        key: metric key (``"ssim"``, ``"3px"``); ``val/<key>`` and ``test/<key>`` are logged.
+        label: table column title (e.g. ``"3-px error (%)"``).
+        scale: reports show ``scale * value`` (100 for a fraction shown in percent).
+        digits: decimals shown.
+        higher_is_better: the metric's direction.
+    """
+
+    key: str
+    label: str
+    scale: float = 1.0
+    digits: int = 4
+    higher_is_better: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PictureRoles:
+    """Which of :meth:`DepthTask.visualize`'s pictures are inputs, the target and the final
+    prediction (for grids that put several models side by side)."""
+
+    inputs: tuple[str, ...]
+    target: str
+    prediction: str
+
+
+#: A named part of a forward pass to time, and a call that runs the pass up to it.
+TimedPart = tuple[str, Callable[[], Any]]
 
 
 class DepthTask(L.LightningModule):
-    """Base LightningModule: optimizer/scheduler injection and :meth:`evaluate`.
+    """Base LightningModule of a depth task and the contract generic code relies on.
+
+    A subclass wires a network, a loss, metrics and an optimiser, and defines:
+
+    - class attributes :attr:`name`, :attr:`input_keys`, :attr:`target_key`,
+      :attr:`output_name`, :attr:`output_unit`, :attr:`monitor`, :attr:`monitor_mode`,
+      :attr:`headlines`, :attr:`default_export_size`, :attr:`dynamic_batch_export`;
+    - :meth:`forward_outputs` (the network's outputs for a batch), :meth:`final_output`,
+      :meth:`compute_loss`, the metric methods, :meth:`per_sample_metrics`,
+      :meth:`visualize`, :meth:`export_module`, :meth:`prediction_map`,
+      :meth:`input_image`.
+
+    Batches are dicts of tensors (keys :attr:`input_keys`, :attr:`target_key`, ...) with an
+    optional ``name`` list. The base class provides the train/val/test/predict steps, epoch
+    metric logging, optimiser wiring and :meth:`evaluate`.
 
     Args:
         optimizer: callable ``params -> Optimizer`` (LightningCLI ``class_path``/``init_args``);
-            ``None`` uses :attr:`default_optimizer`.
+            ``None`` uses :meth:`default_optimizer`.
         scheduler: optional callable ``optimizer -> LRScheduler``; stepped per epoch and, for
             ``ReduceLROnPlateau``, on :attr:`monitor`.
     """
 
-    #: metric the scheduler and checkpoints watch; subclasses override.
-    monitor: str = "val/loss"
-    monitor_mode: str = "min"
+    #: short task name (reports, file names, export metadata).
+    name: ClassVar[str] = "depth"
+    #: batch keys the network takes, in call order (also the exported graph's input names).
+    input_keys: ClassVar[tuple[str, ...]] = ("image",)
+    #: batch key of the ground truth.
+    target_key: ClassVar[str] = "target"
+    #: name of the exported graph's output.
+    output_name: ClassVar[str] = "prediction"
+    #: what the final output holds, with its unit (e.g. ``"log-depth (log metres)"``).
+    output_unit: ClassVar[str] = ""
+    #: metric the scheduler and the default best checkpoint watch, and its direction.
+    monitor: ClassVar[str] = "val/loss"
+    monitor_mode: ClassVar[str] = "min"
+    #: the metrics reports show, the first being the primary one.
+    headlines: ClassVar[tuple[Headline, ...]] = ()
+    #: export example size ``(H, W)`` when none is given.
+    default_export_size: ClassVar[tuple[int, int]] = (256, 256)
+    #: whether the exported ONNX graph takes any batch size.
+    dynamic_batch_export: ClassVar[bool] = True
+    #: a one-line description of the metrics for reports.
+    metrics_note: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -33,6 +111,7 @@ class DepthTask(L.LightningModule):
         self._optimizer_factory = optimizer
         self._scheduler_factory = scheduler
 
+    # -- hyper-parameters and checkpoints ------------------------------------------------
     def save_task_hyperparameters(self) -> None:
         """``save_hyperparameters`` of the subclass' ``__init__`` arguments, without module
         objects.
@@ -43,18 +122,21 @@ class DepthTask(L.LightningModule):
         and pickled modules would not load with ``torch.load(weights_only=True)``), so pass
         the same ``net=...`` to ``load_from_checkpoint`` then.
         """
-        import inspect
-        import warnings
-
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters(frame=inspect.currentframe().f_back)
-        modules = [k for k, v in self.hparams.items() if isinstance(v, torch.nn.Module)]
+        modules = [k for k, v in self.hparams.items() if isinstance(v, nn.Module)]
         self.remove_ignored_hparams(modules)
         for key in modules:
             self._hparams_initial.pop(key, None)
 
-    def default_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Which class to rebuild: export and compression load any task from its checkpoint.
+        cls = type(self)
+        checkpoint["task"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "name": self.name}
+
+    # -- optimisation --------------------------------------------------------------------
+    def default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         raise NotImplementedError
 
     def configure_optimizers(self) -> Any:
@@ -69,58 +151,84 @@ class DepthTask(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
         }
 
-    def configure_callbacks(self) -> list:
-        """Callbacks every run of a depth task wants.
+    # -- the network ---------------------------------------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        """Input heights and widths the network takes are multiples of this."""
+        return int(getattr(self.net, "size_multiple", 1))
 
-        With a logger: learning-rate logging and validation picture panels
-        (:class:`~lightning_depth.callbacks.PredictionPanels`). Unless checkpointing is off,
-        two checkpoints: the best on :attr:`monitor`, and the latest epoch with ``last.ckpt``
-        linked to it, so ``--ckpt_path last`` resumes from the newest state even when it is
-        not the best (Lightning's own ``save_last`` only refreshes on epochs that improved
-        the monitor). Always
-        :class:`~lightning_depth.callbacks.resume.CheckpointOnSigterm`."""
-        from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    @property
+    def num_stages(self) -> int:
+        """Outputs of a full forward pass (anytime networks have several; others one)."""
+        return int(getattr(self.net, "num_stages", 1))
 
-        from lightning_depth.callbacks.panels import PredictionPanels
-        from lightning_depth.callbacks.resume import CheckpointOnSigterm
+    def parameter_count(self) -> int:
+        """The network's parameter count as the paper reports it (default: weights only)."""
+        return sum(p.numel() for p in self.net.parameters())
 
-        callbacks: list = [CheckpointOnSigterm()]
-        if self.trainer is not None and self.trainer.loggers:
-            callbacks += [LearningRateMonitor(logging_interval="epoch"), PredictionPanels()]
-        if self.trainer is None or self.trainer.checkpoint_callback is None:
-            return callbacks
-        name = self.monitor.replace("/", "_")
-        return callbacks + [
-            ModelCheckpoint(
-                monitor=self.monitor,
-                mode=self.monitor_mode,
-                filename="best-epoch{epoch:03d}-" + name + "{" + self.monitor + ":.4f}",
-                auto_insert_metric_name=False,
-            ),
-            ModelCheckpoint(
-                save_top_k=1,
-                filename="latest-epoch{epoch:03d}",
-                save_last="link",
-                auto_insert_metric_name=False,
-            ),
-        ]
+    def network_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """The tensors of :attr:`input_keys`, in call order."""
+        return tuple(batch[k] for k in self.input_keys)
 
-    def make_metrics(self) -> torch.nn.ModuleDict:
-        """Fresh metric objects for one evaluation pass; subclasses build theirs."""
+    def forward_outputs(self, batch: dict, stages: Optional[int] = None) -> Any:
+        """The network's outputs for a batch (a tensor, or one per stage), at the batch's
+        size; ``stages`` stops anytime networks early."""
         raise NotImplementedError
 
-    def update_metrics(self, metrics: torch.nn.ModuleDict, batch: dict, outputs: Any) -> None:
+    def final_output(self, outputs: Any) -> torch.Tensor:
+        """The final ``(B, 1, H, W)`` prediction among :meth:`forward_outputs`' outputs."""
+        return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
+
+    def example_inputs(
+        self, height: int, width: int, batch: int = 1, dtype: torch.dtype = torch.float32, seed: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        """Random network inputs ``(batch, 3, height, width)``, one per :attr:`input_keys`,
+        in the network's input encoding (images in [0, 1] by default)."""
+        g = torch.Generator().manual_seed(seed)
+        return tuple(
+            torch.rand(batch, 3, height, width, generator=g).to(dtype) for _ in self.input_keys
+        )
+
+    def export_module(self, stages: Optional[int] = None) -> nn.Module:
+        """A module taking the :attr:`input_keys` tensors (sizes multiples of
+        :attr:`size_multiple`) and returning the final ``(B, 1, H, W)`` output, for ONNX and
+        TorchScript. ``stages``: anytime networks stop early."""
         raise NotImplementedError
 
-    def compute_metrics(self, metrics: torch.nn.ModuleDict) -> dict[str, torch.Tensor]:
+    def set_predict_stages(self, stages: Optional[int]) -> None:
+        """Run only ``stages`` stages in ``predict`` (anytime networks)."""
+        if stages is not None:
+            raise ValueError(f"{self.name} models have no stages to stop at (got stages={stages})")
+
+    # -- loss and steps ------------------------------------------------------------------
+    def compute_loss(self, batch: dict, outputs: Any) -> dict[str, torch.Tensor]:
+        """``{"loss": total, <term>: value, ...}``; each term is logged as
+        ``{stage}/loss_<term>``."""
         raise NotImplementedError
 
-    def predict_outputs(self, batch: dict) -> Any:
-        raise NotImplementedError
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """Names of the loss terms :meth:`compute_loss` returns besides ``loss``."""
+        return ()
 
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, Any]:
-        """Loss (logged per term under ``{stage}/...``) and the network's outputs."""
-        raise NotImplementedError
+        outputs = self.forward_outputs(batch)
+        # Losses (divisions, exponentials) run in float32 under autocast.
+        with torch.autocast(self.device.type, enabled=False):
+            terms = self.compute_loss(batch, outputs)
+        bs = batch[self.input_keys[0]].shape[0]
+        on_step = stage == "train"
+        for key, value in terms.items():
+            self.log(
+                f"{stage}/{key}" if key == "loss" else f"{stage}/loss_{key}",
+                value,
+                prog_bar=key == "loss",
+                batch_size=bs,
+                on_step=on_step,
+                on_epoch=True,
+                sync_dist=not on_step,
+            )
+        return terms["loss"], outputs
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch, "train")
@@ -136,7 +244,40 @@ class DepthTask(L.LightningModule):
         self.update_metrics(self.test_metrics, batch, outputs)
         return outputs
 
-    def _log_epoch_metrics(self, metrics: torch.nn.ModuleDict, stage: str) -> None:
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """``{"outputs": ..., "name": [...]}``; see :meth:`prediction_map` for the map a
+        writer stores."""
+        return {"outputs": self.forward_outputs(batch, stages=self.predict_stages), "name": batch.get("name")}
+
+    #: stages ``predict`` runs (``None``: all); see :meth:`set_predict_stages`.
+    predict_stages: Optional[int] = None
+
+    # -- metrics -------------------------------------------------------------------------
+    def make_metrics(self) -> nn.ModuleDict:
+        """Fresh epoch metrics over :meth:`forward_outputs`' outputs (every stage)."""
+        return self.make_final_metrics()
+
+    def update_metrics(self, metrics: nn.ModuleDict, batch: dict, outputs: Any) -> None:
+        self.update_final_metrics(metrics, batch, self.final_output(outputs))
+
+    def compute_metrics(self, metrics: nn.ModuleDict) -> dict[str, torch.Tensor]:
+        """Epoch values of :meth:`make_metrics`' metrics; includes every headline key."""
+        return _compute(metrics)
+
+    def make_final_metrics(self) -> nn.ModuleDict:
+        """Fresh metrics of the final output only (keys include every headline key)."""
+        raise NotImplementedError
+
+    def update_final_metrics(self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor) -> None:
+        """Update :meth:`make_final_metrics`' metrics with a final ``(B, 1, H, W)`` output."""
+        raise NotImplementedError
+
+    def per_sample_metrics(self, batch: dict, outputs: Any) -> dict[str, torch.Tensor]:
+        """Per-sample metrics, each ``(B,)`` (NaN where a sample has nothing to measure);
+        includes every headline key (of the final output)."""
+        raise NotImplementedError
+
+    def _log_epoch_metrics(self, metrics: nn.ModuleDict, stage: str) -> None:
         values = self.compute_metrics(metrics)
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
         for m in metrics.values():
@@ -149,17 +290,90 @@ class DepthTask(L.LightningModule):
         self._log_epoch_metrics(self.test_metrics, "test")
 
     @torch.no_grad()
-    def evaluate(self, dataloader: Iterable[dict]) -> dict[str, float]:
+    def evaluate(
+        self,
+        dataloader: Iterable[dict],
+        predict: Optional[Callable[[dict], torch.Tensor]] = None,
+    ) -> dict[str, float]:
         """Run the model over ``dataloader`` outside the Trainer loop and return the epoch
         metrics (the same metric classes as ``validate``). The model's train/eval mode is
-        restored afterwards."""
+        restored afterwards.
+
+        Args:
+            dataloader: batches as the task's DataModule gives them.
+            predict: another predictor of the final ``(B, 1, H, W)`` output from a batch
+                (e.g. an exported file); then the final-output metrics are returned.
+        """
         was_training = self.training
         self.eval()
-        metrics = self.make_metrics().to(self.device)
+        metrics = (self.make_metrics() if predict is None else self.make_final_metrics()).to(
+            self.device
+        )
         try:
             for batch in dataloader:
                 batch = self.transfer_batch_to_device(batch, self.device, 0)
-                self.update_metrics(metrics, batch, self.predict_outputs(batch))
-            return {k: float(v) for k, v in self.compute_metrics(metrics).items()}
+                if predict is None:
+                    self.update_metrics(metrics, batch, self.forward_outputs(batch))
+                else:
+                    final = predict(batch).to(self.device)
+                    self.update_final_metrics(metrics, batch, final)
+            values = self.compute_metrics(metrics) if predict is None else _compute(metrics)
+            return {k: float(v) for k, v in values.items()}
         finally:
             self.train(was_training)
+
+    # -- timing --------------------------------------------------------------------------
+    def timed_parts(self, batch: dict) -> list[TimedPart]:
+        """Parts of the forward pass to time on ``batch``, each with a call that runs the pass
+        up to it (anytime networks: ``stage1``, ``stage2``, ...; others one ``forward``)."""
+        if self.num_stages == 1:
+            return [("forward", lambda: self.forward_outputs(batch))]
+        return [
+            (f"stage{k}", lambda k=k: self.forward_outputs(batch, stages=k))
+            for k in range(1, self.num_stages + 1)
+        ]
+
+    # -- pictures and outputs ------------------------------------------------------------
+    @property
+    def loss_curve_keys(self) -> tuple[str, ...]:
+        """Logged loss keys worth a curve in reports (``loss`` and per-stage terms)."""
+        return ("loss",)
+
+    @property
+    def picture_roles(self) -> PictureRoles:
+        """Which :meth:`visualize` pictures are the inputs, the target and the prediction."""
+        raise NotImplementedError
+
+    def visualize(self, batch: dict, outputs: Any, index: int = 0) -> dict[str, np.ndarray]:
+        """Pictures of one sample: a dict of ``uint8 (H, W, 3)`` arrays."""
+        raise NotImplementedError
+
+    #: what :meth:`prediction_map` returns: ``"depth"`` (metres) or ``"disparity"`` (pixels).
+    map_kind: ClassVar[str] = "depth"
+
+    def prediction_map(self, outputs: Any) -> torch.Tensor:
+        """The map ``predict`` writes, ``(B, 1, H, W)`` float32, in :attr:`map_kind` units."""
+        raise NotImplementedError
+
+    def input_image(self, batch: dict, index: int) -> np.ndarray:
+        """The (first) input image of sample ``index`` as ``uint8 (H, W, 3)``, for colouring
+        point clouds and panels."""
+        raise NotImplementedError
+
+
+def _compute(metrics: nn.ModuleDict) -> dict[str, torch.Tensor]:
+    """Epoch values of a ModuleDict of torchmetrics; a metric that returns a dict (several
+    values) contributes its keys."""
+    out: dict[str, torch.Tensor] = {}
+    for name, metric in metrics.items():
+        value = metric.compute()
+        if isinstance(value, dict):
+            out.update(value)
+        else:
+            out[name] = value
+    return out
+
+
+def stage_keys(prefix: str, stages: int) -> Sequence[str]:
+    """``[f"{prefix}_stage1", ..., f"{prefix}_stage{stages}"]``."""
+    return [f"{prefix}_stage{k}" for k in range(1, stages + 1)]

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Optional
 
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
+from lightning_depth.encoding import LOG_DEPTH_RANGE, decode_log_depth
 from lightning_depth.losses.mono import MonoDepthLoss
 from lightning_depth.metrics.depth import DepthMetrics, depth_metrics_per_sample
-from lightning_depth.models.autoencoder import DepthAutoencoder
+from lightning_depth.models.autoencoder import DepthAutoencoder, count_parameters
+from lightning_depth.models.padding import InputPadder
 from lightning_depth.optim import KerasAdam
-from lightning_depth.tasks.base import DepthTask
+from lightning_depth.tasks.base import DepthTask, Headline, PictureRoles
 from lightning_depth.viz import colorize, to_uint8_image
+
+#: SSIM settings of the metric (torchmetrics' Gaussian SSIM, as the paper reports it).
+_SSIM = dict(gaussian_kernel=True, kernel_size=7, sigma=1.5)
 
 
 class MonoDepthModule(DepthTask):
@@ -37,14 +42,31 @@ class MonoDepthModule(DepthTask):
         optimizer: ``params -> Optimizer``; default :class:`~lightning_depth.optim.KerasAdam`
             (lr=2e-4), the original's Keras Adam update.
         scheduler: optional ``optimizer -> LRScheduler``.
-        ssim_data_range: data range of the SSIM metric, in log-depth units (default log(300),
-            the largest target the preprocessing produces).
+        data_range: data range of the SSIM metric, in log-depth units (default
+            :data:`~lightning_depth.encoding.LOG_DEPTH_RANGE` = log(300), the largest target
+            the preprocessing produces).
         channels_last: run the network in channels-last memory format (faster on CPU and
             tensor cores; numerics unchanged).
     """
 
+    name = "mono"
+    input_keys = ("image",)
+    target_key = "target"
+    output_name = "depth_log"
+    output_unit = "log-depth: natural log of metres"
     monitor = "val/ssim"
     monitor_mode = "max"
+    headlines = (
+        Headline("ssim", "Test SSIM", higher_is_better=True),
+        Headline("abs_rel", "AbsRel"),
+        Headline("delta1", "δ<1.25", higher_is_better=True),
+    )
+    default_export_size = (256, 256)
+    dynamic_batch_export = True
+    map_kind = "depth"
+    metrics_note = (
+        "SSIM is computed on log-depth; AbsRel and δ<1.25 on metric depth over valid pixels."
+    )
 
     def __init__(
         self,
@@ -52,14 +74,14 @@ class MonoDepthModule(DepthTask):
         loss: Optional[nn.Module] = None,
         optimizer: Optional[OptimizerCallable] = None,
         scheduler: Optional[LRSchedulerCallable] = None,
-        ssim_data_range: float = math.log(300.0),
+        data_range: float = LOG_DEPTH_RANGE,
         channels_last: bool = False,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.save_task_hyperparameters()
         self.net = net if net is not None else DepthAutoencoder()
         self.loss_fn = loss if loss is not None else MonoDepthLoss()
-        self.ssim_data_range = ssim_data_range
+        self.data_range = data_range
         self.channels_last = channels_last
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -69,94 +91,68 @@ class MonoDepthModule(DepthTask):
     def default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return KerasAdam(params, lr=2e-4, eps=1e-7)
 
+    def parameter_count(self) -> int:
+        # The paper counts the autoencoders as Keras does: weights plus BN running statistics.
+        return count_parameters(self.net)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         return self.net(image).contiguous()
 
+    def forward_outputs(self, batch: dict, stages: Optional[int] = None) -> torch.Tensor:
+        """Log-depth ``(B, 1, H, W)`` of images of any size: padded (replicate) on the right
+        and bottom to a multiple of :attr:`size_multiple` and cropped back, so every output
+        pixel is the input's."""
+        image = batch["image"]
+        padder = InputPadder(image.shape, multiple=self.size_multiple)
+        (padded,) = padder.pad(image)
+        return padder.unpad(self(padded))
+
+    def export_module(self, stages: Optional[int] = None) -> nn.Module:
+        if stages is not None:
+            raise ValueError("stages applies to anytime (stereo) models only")
+        return _Exported(self.net).eval()
+
+    # -- loss ----------------------------------------------------------------------------
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        return ("ssim", "l1", "smoothness")
+
+    def compute_loss(self, batch: dict, pred: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = self.loss_fn(
+            pred.float(), batch["target"].float(), mask=batch.get("mask"), image=batch["image"].float()
+        )
+        return {"loss": terms["loss"], **{k: terms[k] for k in self.loss_terms}}
+
     # -- metrics -------------------------------------------------------------------------
-    def make_metrics(self) -> nn.ModuleDict:
+    def make_final_metrics(self) -> nn.ModuleDict:
         return nn.ModuleDict(
             {
-                "ssim": StructuralSimilarityIndexMeasure(
-                    gaussian_kernel=True, kernel_size=7, sigma=1.5, data_range=self.ssim_data_range
-                ),
+                "ssim": StructuralSimilarityIndexMeasure(**_SSIM, data_range=self.data_range),
                 "depth": DepthMetrics(),
             }
         )
 
-    def predict_outputs(self, batch: dict) -> torch.Tensor:
-        return self(batch["image"])
-
-    def update_metrics(self, metrics: nn.ModuleDict, batch: dict, pred: torch.Tensor) -> None:
+    def update_final_metrics(self, metrics: nn.ModuleDict, batch: dict, pred: torch.Tensor) -> None:
         # Metrics accumulate in float32 whatever the autocast dtype.
         pred = pred.float()
         metrics["ssim"].update(pred, batch["target"].float())
         metrics["depth"].update(pred, batch["target"].float(), batch["mask"])
 
-    def compute_metrics(self, metrics: nn.ModuleDict) -> dict[str, torch.Tensor]:
-        out = {"ssim": metrics["ssim"].compute()}
-        out.update(metrics["depth"].compute())
-        return out
-
     def per_sample_metrics(self, batch: dict, pred: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample SSIM and depth metrics, each ``(B,)``, for tables and distributions."""
         pred, target = pred.float(), batch["target"].float()
         ssim = structural_similarity_index_measure(
-            pred,
-            target,
-            gaussian_kernel=True,
-            kernel_size=7,
-            sigma=1.5,
-            data_range=self.ssim_data_range,
-            reduction="none",
+            pred, target, **_SSIM, data_range=self.data_range, reduction="none"
         )
         return {"ssim": ssim, **depth_metrics_per_sample(pred, target, batch["mask"])}
 
-    # -- steps ---------------------------------------------------------------------------
-    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        pred = self(batch["image"])
-        # The loss (SSIM's divisions, exp-weighted smoothness) runs in float32 under autocast.
-        with torch.autocast(self.device.type, enabled=False):
-            terms = self.loss_fn(
-                pred.float(),
-                batch["target"].float(),
-                mask=batch.get("mask"),
-                image=batch["image"].float(),
-            )
-        bs = batch["image"].shape[0]
-        on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            terms["loss"],
-            prog_bar=True,
-            batch_size=bs,
-            on_step=on_step,
-            on_epoch=True,
-            sync_dist=not on_step,
-        )
-        for name in ("ssim", "l1", "smoothness"):
-            self.log(
-                f"{stage}/loss_{name}",
-                terms[name],
-                batch_size=bs,
-                on_step=on_step,
-                on_epoch=True,
-                sync_dist=not on_step,
-            )
-        return terms["loss"], pred
+    # -- pictures and outputs ------------------------------------------------------------
+    @property
+    def picture_roles(self) -> PictureRoles:
+        return PictureRoles(inputs=("input",), target="target", prediction="prediction")
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Log-depth of images of any size: padded (replicate) on the right and bottom to a
-        multiple of ``2**net.depth`` and cropped back, so every output pixel is the input's."""
-        from lightning_depth.models.padding import InputPadder
-
-        image = batch["image"]
-        padder = InputPadder(image.shape, multiple=2 ** getattr(self.net, "depth", 0))
-        (padded,) = padder.pad(image)
-        return {"depth_log": padder.unpad(self(padded)), "name": batch.get("name")}
-
-    # -- pictures ------------------------------------------------------------------------
     def visualize(self, batch: dict, pred: torch.Tensor, index: int = 0) -> dict[str, Any]:
         """Pictures of one sample: input, target and prediction (jet, invalid black).
 
@@ -168,7 +164,26 @@ class MonoDepthModule(DepthTask):
         valid_target = target[mask] if mask.any() else target.flatten()
         lo, hi = float(valid_target.min()), float(valid_target.max())
         return {
-            "input": to_uint8_image(batch["image"][index]),
+            "input": self.input_image(batch, index),
             "target": colorize(target, mask, vmin=lo, vmax=hi),
             "prediction": colorize(pred[index].float(), vmin=lo, vmax=hi),
         }
+
+    def prediction_map(self, pred: torch.Tensor) -> torch.Tensor:
+        """Metric depth in metres, ``exp(log-depth)``."""
+        return decode_log_depth(pred.detach().float())
+
+    def input_image(self, batch: dict, index: int) -> np.ndarray:
+        return to_uint8_image(batch["image"][index].float())
+
+
+class _Exported(nn.Module):
+    """``image (B, 3, H, W) in [0, 1] -> depth_log (B, 1, H, W)``; H, W multiples of
+    ``2**depth``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Sequence
 
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from lightning_depth.losses.stereo import multi_stage_smooth_l1
+from lightning_depth.encoding import denormalize
+from lightning_depth.losses.stereo import MultiStageSmoothL1
 from lightning_depth.metrics.stereo import (
     EndPointError,
     ThreePixelError,
@@ -17,76 +19,84 @@ from lightning_depth.metrics.stereo import (
 )
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.padding import InputPadder
-from lightning_depth.tasks.base import DepthTask
+from lightning_depth.tasks.base import DepthTask, Headline, PictureRoles, stage_keys
 from lightning_depth.viz import colorize, to_uint8_image
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class StereoDepthModule(DepthTask):
     """Stereo disparity estimation with a multi-stage network (AnyNet).
 
-    Batches are dicts with ``left``/``right`` (B, 3, H, W) ImageNet-normalised and
-    ``disparity`` (B, 1, H, W) in pixels (see
+    Batches are dicts with ``left``/``right`` (B, 3, H, W) ImageNet-normalised (see
+    :mod:`lightning_depth.encoding`) and ``disparity`` (B, 1, H, W) in pixels (see
     :class:`~lightning_depth.data.monkaa.MonkaaDataModule`); pixels with
     ``0 < gt < maxdisp`` count.
 
-    Logged: ``{stage}/loss`` and ``{stage}/loss_stage{k}`` for k = 1..S (S = 4 with SPN), and on
-    val/test ``3px_stage{k}`` (three-pixel error, a fraction in [0, 1]) and ``epe_stage{k}`` per stage;
-    ``val/3px`` is the last stage's.
+    Logged: ``{stage}/loss`` and ``{stage}/loss_stage{k}`` for k = 1..S (S = the net's
+    ``num_stages``: 4 with SPN), and on val/test ``3px_stage{k}`` (three-pixel error, a
+    fraction in [0, 1]) and ``epe_stage{k}`` per stage; ``val/3px`` and ``val/epe`` are the
+    last stage's.
 
     Args:
-        net: the network; default ``AnyNet()`` (SPN with 8 channels).
+        net: the network; default ``AnyNet()`` (SPN with 8 channels). It returns one
+            disparity per stage and has ``num_stages``.
+        loss: the loss over the list of stage outputs; default
+            ``MultiStageSmoothL1(weights=(0.25, 0.5, 1, 1), maxdisp=maxdisp)`` (the original's).
         optimizer: ``params -> Optimizer``; default Adam(lr=5e-4, betas=(0.9, 0.999)) as the
             original.
         scheduler: optional ``optimizer -> LRScheduler``.
-        loss_weights: per-stage loss weights (the original's (0.25, 0.5, 1, 1)).
-        maxdisp: disparities at or above this are ignored in loss and metrics.
-        beta: smooth-L1 transition point.
+        maxdisp: disparities at or above this are ignored by the metrics (and the default
+            loss).
         spn_start_epoch: epoch from which the SPN stage's loss counts (earlier epochs train the
             three regression stages only, as the original's fine-tuning schedule).
-        pad_multiple: evaluation pads inputs to this multiple and crops outputs back.
         predict_stages: stages ``predict_step`` runs (anytime inference: fewer is faster);
             ``None``: all.
     """
 
+    name = "stereo"
+    input_keys = ("left", "right")
+    target_key = "disparity"
+    output_name = "disparity"
+    output_unit = "disparity of the left view, pixels"
     monitor = "val/3px"
     monitor_mode = "min"
+    headlines = (
+        Headline("3px", "3-px error (%)", scale=100.0, digits=2),
+        Headline("epe", "EPE (px)", digits=3),
+    )
+    default_export_size = (256, 512)
+    # AnyNet's SPN column loop exports as one Scan over a batch-1 layout.
+    dynamic_batch_export = False
+    map_kind = "disparity"
+    metrics_note = (
+        "3-px error: share of valid pixels off by more than 3 px and 5 % (KITTI D1), mean "
+        "over test samples, last stage."
+    )
 
     def __init__(
         self,
         net: Optional[nn.Module] = None,
+        loss: Optional[nn.Module] = None,
         optimizer: Optional[OptimizerCallable] = None,
         scheduler: Optional[LRSchedulerCallable] = None,
-        loss_weights: Sequence[float] = (0.25, 0.5, 1.0, 1.0),
         maxdisp: float = 192.0,
-        beta: float = 1.0,
         spn_start_epoch: int = 0,
-        pad_multiple: int = 16,
         predict_stages: Optional[int] = None,
     ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.save_task_hyperparameters()
         self.net = net if net is not None else AnyNet()
-        self.loss_weights = tuple(float(w) for w in loss_weights)
         self.maxdisp = float(maxdisp)
-        self.beta = beta
+        self.loss_fn = loss if loss is not None else MultiStageSmoothL1(maxdisp=self.maxdisp)
         self.spn_start_epoch = spn_start_epoch
-        self.pad_multiple = pad_multiple
         self.predict_stages = predict_stages
-        self.num_stages = self._count_stages()
-        if len(self.loss_weights) < self.num_stages:
+        weights = getattr(self.loss_fn, "weights", None)
+        if weights is not None and len(weights) < self.num_stages:
             raise ValueError(
-                f"loss_weights has {len(self.loss_weights)} entries but the network returns "
-                f"{self.num_stages} stages"
+                f"the loss has {len(weights)} stage weights {tuple(weights)} but the network "
+                f"returns {self.num_stages} stages"
             )
         self.val_metrics = self.make_metrics()
         self.test_metrics = self.make_metrics()
-
-    def _count_stages(self) -> int:
-        spn = getattr(self.net, "spn_channels", 0)
-        return 4 if spn else 3
 
     def default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=5e-4, betas=(0.9, 0.999))
@@ -94,21 +104,58 @@ class StereoDepthModule(DepthTask):
     def forward(
         self, left: torch.Tensor, right: torch.Tensor, stages: Optional[int] = None
     ) -> list[torch.Tensor]:
-        """Any input size: pads to ``pad_multiple`` and crops every stage back."""
-        padder = InputPadder(left.shape, multiple=self.pad_multiple)
+        """Any input size: pads to :attr:`size_multiple` and crops every stage back."""
+        padder = InputPadder(left.shape, multiple=self.size_multiple)
         left_p, right_p = padder.pad(left, right)
         return [padder.unpad(d) for d in self.net(left_p, right_p, stages=stages)]
+
+    def forward_outputs(self, batch: dict, stages: Optional[int] = None) -> list[torch.Tensor]:
+        return self(batch["left"], batch["right"], stages=stages)
+
+    def example_inputs(
+        self, height: int, width: int, batch: int = 1, dtype: torch.dtype = torch.float32, seed: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        """Random ImageNet-normalised-like inputs (standard normal)."""
+        g = torch.Generator().manual_seed(seed)
+        return tuple(torch.randn(batch, 3, height, width, generator=g).to(dtype) for _ in range(2))
+
+    def export_module(self, stages: Optional[int] = None) -> nn.Module:
+        return _Exported(self.net, stages).eval()
+
+    def set_predict_stages(self, stages: Optional[int]) -> None:
+        if stages is not None and not 1 <= int(stages) <= self.num_stages:
+            raise ValueError(f"stages must be in 1..{self.num_stages} for this network, got {stages}")
+        self.predict_stages = stages
+
+    # -- loss ----------------------------------------------------------------------------
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        return tuple(f"stage{k}" for k in range(1, self.num_stages + 1))
+
+    def stage_weights(self) -> Optional[tuple[float, ...]]:
+        """Loss weights for the current epoch (the SPN stage waits for ``spn_start_epoch``);
+        ``None``: the loss' own."""
+        weights = getattr(self.loss_fn, "weights", None)
+        if weights is None:
+            return None
+        weights = list(weights[: self.num_stages])
+        if self.num_stages == 4 and self.current_epoch < self.spn_start_epoch:
+            weights[3] = 0.0
+        return tuple(weights)
+
+    def compute_loss(self, batch: dict, preds: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        total, per_stage = self.loss_fn(
+            [p.float() for p in preds], batch["disparity"], weights=self.stage_weights()
+        )
+        return {"loss": total, **{f"stage{k}": v for k, v in enumerate(per_stage, start=1)}}
 
     # -- metrics -------------------------------------------------------------------------
     def make_metrics(self) -> nn.ModuleDict:
         metrics = {}
-        for k in range(1, self.num_stages + 1):
-            metrics[f"3px_stage{k}"] = ThreePixelError(maxdisp=self.maxdisp)
-            metrics[f"epe_stage{k}"] = EndPointError(maxdisp=self.maxdisp)
+        for three, epe in zip(stage_keys("3px", self.num_stages), stage_keys("epe", self.num_stages)):
+            metrics[three] = ThreePixelError(maxdisp=self.maxdisp)
+            metrics[epe] = EndPointError(maxdisp=self.maxdisp)
         return nn.ModuleDict(metrics)
-
-    def predict_outputs(self, batch: dict) -> list[torch.Tensor]:
-        return self(batch["left"], batch["right"])
 
     def update_metrics(
         self, metrics: nn.ModuleDict, batch: dict, preds: Sequence[torch.Tensor]
@@ -124,69 +171,38 @@ class StereoDepthModule(DepthTask):
         out["epe"] = out[f"epe_stage{self.num_stages}"]
         return out
 
+    def make_final_metrics(self) -> nn.ModuleDict:
+        return nn.ModuleDict(
+            {"3px": ThreePixelError(maxdisp=self.maxdisp), "epe": EndPointError(maxdisp=self.maxdisp)}
+        )
+
+    def update_final_metrics(self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor) -> None:
+        gt = batch["disparity"].float()
+        for metric in metrics.values():
+            metric.update(final.float(), gt)
+
     def per_sample_metrics(
         self, batch: dict, preds: Sequence[torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Per-sample three-pixel error and EPE of every stage, each ``(B,)`` (NaN where a
-        sample has no valid pixel), for tables and distribution plots."""
+        sample has no valid pixel), for tables and distribution plots; ``3px``/``epe`` are
+        the last stage's."""
         gt = batch["disparity"].float()
         out = {}
         for k, pred in enumerate(preds, start=1):
-            out[f"3px_stage{k}"] = three_pixel_error_per_sample(
-                pred.float(), gt, maxdisp=self.maxdisp
-            )
-            out[f"epe_stage{k}"] = end_point_error_per_sample(
-                pred.float(), gt, maxdisp=self.maxdisp
-            )
+            out[f"3px_stage{k}"] = three_pixel_error_per_sample(pred.float(), gt, maxdisp=self.maxdisp)
+            out[f"epe_stage{k}"] = end_point_error_per_sample(pred.float(), gt, maxdisp=self.maxdisp)
+        out["3px"] = out[f"3px_stage{len(preds)}"]
+        out["epe"] = out[f"epe_stage{len(preds)}"]
         return out
 
-    # -- steps ---------------------------------------------------------------------------
-    def stage_weights(self) -> tuple[float, ...]:
-        """Loss weights for the current epoch (the SPN stage waits for ``spn_start_epoch``)."""
-        weights = list(self.loss_weights[: self.num_stages])
-        if self.num_stages == 4 and self.current_epoch < self.spn_start_epoch:
-            weights[3] = 0.0
-        return tuple(weights)
-
-    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        preds = self(batch["left"], batch["right"])
-        with torch.autocast(self.device.type, enabled=False):
-            total, per_stage = multi_stage_smooth_l1(
-                [p.float() for p in preds],
-                batch["disparity"],
-                weights=self.stage_weights(),
-                maxdisp=self.maxdisp,
-                beta=self.beta,
-            )
-        bs = batch["left"].shape[0]
-        on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            total,
-            prog_bar=True,
-            batch_size=bs,
-            on_step=on_step,
-            on_epoch=True,
-            sync_dist=not on_step,
+    # -- pictures and outputs ------------------------------------------------------------
+    @property
+    def picture_roles(self) -> PictureRoles:
+        return PictureRoles(
+            inputs=("left",), target="ground_truth", prediction=f"stage{self.num_stages}"
         )
-        for k, value in enumerate(per_stage, start=1):
-            self.log(
-                f"{stage}/loss_stage{k}",
-                value,
-                batch_size=bs,
-                on_step=on_step,
-                on_epoch=True,
-                sync_dist=not on_step,
-            )
-        return total, preds
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Disparities of the first ``predict_stages`` stages (all if ``None``): anytime
-        inference stops the network early."""
-        disparities = self(batch["left"], batch["right"], stages=self.predict_stages)
-        return {"disparities": disparities, "name": batch.get("name")}
-
-    # -- pictures ------------------------------------------------------------------------
     def visualize(
         self, batch: dict, preds: Sequence[torch.Tensor], index: int = 0
     ) -> dict[str, Any]:
@@ -198,8 +214,8 @@ class StereoDepthModule(DepthTask):
         valid = (gt > 0) & (gt < self.maxdisp)
         hi = float(gt[valid].max()) if valid.any() else float(preds[-1][index].max())
         out = {
-            "left": to_uint8_image(batch["left"][index], IMAGENET_MEAN, IMAGENET_STD),
-            "right": to_uint8_image(batch["right"][index], IMAGENET_MEAN, IMAGENET_STD),
+            "left": self.input_image(batch, index),
+            "right": to_uint8_image(denormalize(batch["right"][index].float())),
             "ground_truth": colorize(gt, valid, vmin=0.0, vmax=hi),
         }
         for k, pred in enumerate(preds, start=1):
@@ -207,3 +223,23 @@ class StereoDepthModule(DepthTask):
         error = (preds[-1][index].float() - gt).abs()
         out["error"] = colorize(error, valid, cmap="inferno", vmin=0.0, vmax=5.0)
         return out
+
+    def prediction_map(self, preds: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Disparity in pixels of the last stage run."""
+        return preds[-1].detach().float()
+
+    def input_image(self, batch: dict, index: int) -> np.ndarray:
+        return to_uint8_image(denormalize(batch["left"][index].float()))
+
+
+class _Exported(nn.Module):
+    """``left, right (B, 3, H, W) ImageNet-normalised -> disparity (B, 1, H, W)`` of stage
+    ``stages`` (default the last); H, W multiples of 16."""
+
+    def __init__(self, net: nn.Module, stages: Optional[int] = None) -> None:
+        super().__init__()
+        self.net = net
+        self.stages = stages
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return self.net(left, right, stages=self.stages)[-1]

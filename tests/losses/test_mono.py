@@ -11,7 +11,7 @@ from lightning_depth.losses.smoothness import depth_smoothness_edge_aware, depth
 from lightning_depth.losses.ssim import ssim_loss_kornia, ssim_tf
 
 CORRECTED = dict(
-    ssim_max_val=math.log(300.0), ssim_k1=0.01, ssim_k2=0.03, smoothness="edge_aware", use_mask=True
+    data_range=math.log(300.0), ssim_k1=0.01, ssim_k2=0.03, smoothness="edge_aware", use_mask=True
 )
 
 
@@ -55,7 +55,7 @@ def test_weights_and_constants_are_configurable() -> None:
         ssim_weight=1.0,
         l1_weight=2.0,
         smoothness_weight=3.0,
-        ssim_max_val=1.0,
+        data_range=1.0,
         ssim_k1=0.01,
         ssim_k2=0.03,
         ssim_window=5,
@@ -67,7 +67,7 @@ def test_weights_and_constants_are_configurable() -> None:
 
 def test_kornia_ssim_and_edge_aware_terms() -> None:
     pred, target, _, image = _batch()
-    terms = MonoDepthLoss(ssim="kornia", ssim_max_val=2.0, smoothness="edge_aware")(
+    terms = MonoDepthLoss(ssim="kornia", data_range=2.0, smoothness="edge_aware")(
         pred, target, image=image
     )
     torch.testing.assert_close(terms["ssim"], ssim_loss_kornia(pred, target, 2.0, 7))
@@ -87,7 +87,7 @@ def test_module_equals_function() -> None:
 @pytest.mark.parametrize("smoothness", ["faithful", "edge_aware"])
 def test_masked_terms_ignore_invalid_pixels(ssim: str, smoothness: str) -> None:
     pred, target, mask, image = _batch()
-    loss_fn = MonoDepthLoss(ssim=ssim, smoothness=smoothness, use_mask=True, ssim_max_val=6.0)
+    loss_fn = MonoDepthLoss(ssim=ssim, smoothness=smoothness, use_mask=True, data_range=6.0)
     ref = loss_fn(pred, target, mask=mask, image=image)
     target2 = torch.where(mask, target, torch.full_like(target, 1e4))
     pred2 = torch.where(mask, pred, torch.full_like(pred, -50.0))

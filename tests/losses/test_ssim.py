@@ -100,7 +100,7 @@ def test_constant_images_give_luminance_only() -> None:
 
 def test_module_equals_function() -> None:
     pred, target = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
-    module = SSIMLossTF(max_val=256.0)
+    module = SSIMLossTF(data_range=256.0)
     torch.testing.assert_close(module(pred, target), (1 - ssim_tf(target, pred, 256.0)).mean())
     mask = torch.rand(2, 1, 16, 16) > 0.1
     torch.testing.assert_close(
@@ -207,7 +207,7 @@ def test_errors_name_the_problem() -> None:
         ssim_tf(x, x.numpy(), 1.0)
     with pytest.raises(TypeError, match="floating point"):
         ssim_tf(x.long(), x.long(), 1.0)
-    with pytest.raises(ValueError, match="max_val must be > 0"):
+    with pytest.raises(ValueError, match="data_range must be > 0"):
         ssim_tf(x, x, 0.0)
     with pytest.raises(ValueError, match=r"mask must have shape \(1, 1, 16, 16\)"):
         ssim_tf(x, x, 1.0, mask=torch.ones(1, 1, 8, 8, dtype=torch.bool))

@@ -60,7 +60,7 @@ def test_ssim_per_image_matches_tf(tf, max_val, k1, k2):
     gen = torch.Generator().manual_seed(2)
     a = torch.rand(3, 2, 24, 40, generator=gen) * max_val
     b = (a + 0.1 * max_val * torch.randn(a.shape, generator=gen)).clamp(0, max_val)
-    ours = ssim_tf(a, b, max_val=max_val, filter_size=7, k1=k1, k2=k2)
+    ours = ssim_tf(a, b, data_range=max_val, filter_size=7, k1=k1, k2=k2)
     theirs = tf.image.ssim(
         nchw_to_nhwc(a), nchw_to_nhwc(b), max_val=max_val, filter_size=7, k1=k1, k2=k2
     ).numpy()

@@ -50,7 +50,7 @@ def _fit(build, root: Path, precision: str, out: Path, epochs: int) -> dict:
 def _mono(root: Path) -> tuple:
     module = MonoDepthModule(
         net=DepthAutoencoder(depth=3, head="linear"),
-        loss=MonoDepthLoss(ssim_max_val=5.7, ssim_k1=0.01, ssim_k2=0.03, use_mask=True),
+        loss=MonoDepthLoss(data_range=5.7, ssim_k1=0.01, ssim_k2=0.03, use_mask=True),
         optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
     )
     return module, DIODEDataModule(

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_depth import StereoDepthModule
+from lightning_depth.losses import MultiStageSmoothL1
 from lightning_depth.models import AnyNet
 
 
@@ -49,8 +50,31 @@ def test_spn_stage_waits_for_its_start_epoch() -> None:
 
 
 def test_too_few_loss_weights_is_an_error() -> None:
-    with pytest.raises(ValueError, match="loss_weights has 3 entries but the network returns 4"):
-        StereoDepthModule(net=AnyNet(spn_channels=2), loss_weights=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="3 stage weights .* but the network returns 4 stages"):
+        StereoDepthModule(net=AnyNet(spn_channels=2), loss=MultiStageSmoothL1(weights=(1, 1, 1)))
+
+
+def test_stage_count_comes_from_the_net() -> None:
+    assert StereoDepthModule(net=AnyNet(spn_channels=0)).num_stages == 3
+    assert StereoDepthModule(net=AnyNet(spn_channels=1)).num_stages == 4
+
+
+def test_loss_module_is_used_with_its_weights_and_range() -> None:
+    """The task's loss is the given module: a loss with weights (0, 0, 1) and maxdisp 10
+    counts only stage 3 on pixels below 10 px (checked against a hand computation)."""
+    module = StereoDepthModule(
+        net=AnyNet(spn_channels=0), loss=MultiStageSmoothL1(weights=(0, 0, 1), maxdisp=10.0)
+    )
+    batch = _batch(1, 32, 64)
+    preds = [torch.zeros_like(batch["disparity"]) for _ in range(3)]
+    preds[2] = batch["disparity"] + 0.5  # smooth-L1 of 0.5 with beta 1: 0.5 * 0.5**2 = 0.125
+    terms = module.compute_loss(batch, preds)
+    gt = batch["disparity"]
+    valid = (gt > 0) & (gt < 10)
+    assert float(terms["stage3"]) == pytest.approx(0.125, rel=1e-6)
+    assert float(terms["loss"]) == pytest.approx(0.125, rel=1e-6)
+    expected_stage1 = float(torch.where(valid, gt - 0.5, 0).sum() / valid.sum())
+    assert float(terms["stage1"]) == pytest.approx(expected_stage1, rel=1e-5)
 
 
 def test_evaluate_matches_validate_and_per_sample_values() -> None:
@@ -74,7 +98,11 @@ def test_evaluate_matches_validate_and_per_sample_values() -> None:
     with torch.no_grad():
         preds = module(batch["left"], batch["right"])
     per_sample = module.per_sample_metrics(batch, preds)
-    assert set(per_sample) == {f"{m}_stage{k}" for m in ("3px", "epe") for k in (1, 2, 3)}
+    assert set(per_sample) == {f"{m}_stage{k}" for m in ("3px", "epe") for k in (1, 2, 3)} | {
+        "3px",
+        "epe",
+    }
+    torch.testing.assert_close(per_sample["3px"], per_sample["3px_stage3"])
     # the epoch value is the mean of per-sample values (each image counts once)
     assert float(per_sample["epe_stage3"].mean()) == pytest.approx(manual["epe"], rel=1e-5)
 
