@@ -68,6 +68,13 @@ def test_faithful_demo_overlay_restores_the_original(tmp_path: Path) -> None:
     assert cli.datamodule.size == (64, 64)
 
 
+def test_corrected_configs_use_the_log_depth_range(tmp_path: Path) -> None:
+    for config in (CONFIGS / "demo" / "mono.yaml", CONFIGS / "mono" / "diode_414_corrected.yaml"):
+        cli = _build("--config", str(config), "--trainer.logger=false")
+        assert cli.model.loss_fn.data_range == pytest.approx(np.log(300.0)), config.name
+        assert cli.model.data_range == pytest.approx(np.log(300.0)), config.name
+
+
 @pytest.mark.parametrize(
     ("name", "count"),
     [("diode_414.yaml", 1_966_465), ("diode_313.yaml", 489_089), ("diode_313_swish.yaml", 489_089)],

@@ -25,7 +25,8 @@ class LearningReport(Callback):
       picture the model's ``visualize`` returns) to ``figure_path``.
 
     Args:
-        metrics: result name -> metric key of ``evaluate``, e.g. ``{"val_ssim": "ssim"}``.
+        metrics: result name -> metric key of ``evaluate``, e.g. ``{"val_ssim": "ssim"}``;
+            ``None``: the task's headline metrics as ``val_<key>``.
         figure_path: where the PNG goes (folders are created); ``None``:
             ``<trainer.default_root_dir>/figure.png``.
         figure: write the figure.
@@ -34,12 +35,12 @@ class LearningReport(Callback):
 
     def __init__(
         self,
-        metrics: dict[str, str],
+        metrics: Optional[dict[str, str]] = None,
         figure_path: Optional[str] = None,
         figure: bool = True,
         num_samples: int = 4,
     ) -> None:
-        self.metrics = dict(metrics)
+        self.metrics = dict(metrics) if metrics is not None else None
         self.figure_path = figure_path
         self.figure = figure
         self.num_samples = num_samples
@@ -52,6 +53,8 @@ class LearningReport(Callback):
         return pl_module.evaluate(loader)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.metrics is None:
+            self.metrics = {f"val_{h.key}": h.key for h in pl_module.headlines}
         self.before = self._evaluate(trainer, pl_module)
         self._print("before", self.before)
 

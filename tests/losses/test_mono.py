@@ -169,3 +169,16 @@ def test_faithful_loss_matches_tensorflow() -> None:
     assert abs(terms["l1"].item() - float(l1)) <= 1e-5
     assert abs(terms["smoothness"].item() - float(l_edges)) <= 1e-5
     assert abs(terms["loss"].item() - float(ref)) <= 1e-5
+
+
+def test_named_data_range_is_the_log_depth_range() -> None:
+    """``data_range="log_depth"`` is log(300), the largest log-depth target, and gives the
+    same loss as the number (so configs need not copy 5.7038)."""
+    assert MonoDepthLoss(data_range="log_depth").data_range == pytest.approx(math.log(300.0))
+    g = torch.Generator().manual_seed(3)
+    pred, target = torch.rand(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
+    named = MonoDepthLoss(data_range="log_depth")(pred, target)["ssim"]
+    number = MonoDepthLoss(data_range=math.log(300.0))(pred, target)["ssim"]
+    assert float(named) == float(number)
+    with pytest.raises(ValueError, match="data_range must be a number or one of"):
+        MonoDepthLoss(data_range="metres")
