@@ -1,6 +1,6 @@
 """Data loading throughput: extracted folder vs archives read in place vs litdata shards.
 
-Generates DIODE-layout (1024x768 sources) and Monkaa-layout (960x540) data, packs them as
+Generates DIODE-layout (768x1024 HxW sources) and Monkaa-layout (540x960) data, packs them as
 the published archives (DIODE ``val.tar.gz``; Monkaa ``frames_cleanpass.tar`` and
 ``disparity.tar.bz2``) and as shards (``lightning_depth prepare``), then reads every sample
 in a shuffled order in one process (samples/s per DataLoader worker, best of 3 passes) at
@@ -33,22 +33,22 @@ from pathlib import Path
 
 import torch
 
-from lightning_depth.data.archive import (
-    ArchiveSet,
-    DIODEArchiveDataset,
-    MonkaaArchiveDataset,
-    list_diode_archive,
-    list_monkaa_archive,
+from lightning_depth.data.archive import ArchiveSet
+from lightning_depth.data.diode import (
+    DIODEDataset,
+    DIODETransform,
+    list_diode_samples,
+    synthesize_diode,
 )
-from lightning_depth.data.diode import DIODEDataset, list_diode_samples
-from lightning_depth.data.monkaa import MonkaaDataset, list_monkaa_samples, synthesize_monkaa
+from lightning_depth.data.monkaa import (
+    MonkaaDataset,
+    MonkaaTransform,
+    list_monkaa_samples,
+    synthesize_monkaa,
+)
 from lightning_depth.data.prepare import main as prepare
-from lightning_depth.data.streaming import (
-    DIODEStreamingDataset,
-    MonkaaStreamingDataset,
-    StreamingDataLoader,
-)
-from lightning_depth.data.synth import synthesize_diode
+from lightning_depth.data.streaming import ShardDataset, StreamingDataLoader
+from lightning_depth.data.transforms import format_size
 
 
 def rate(dataset, order, repeats: int = 3) -> float:
@@ -88,7 +88,7 @@ def bench_mono(root: Path, n: int, source_size, size) -> dict[str, float]:
     pack_s = time.perf_counter() - t
     t = time.perf_counter()
     argv = ["diode", "--src", str(root / "folder"), "--out", str(root / "shards")]
-    prepare([*argv, "--size", *map(str, size), "--fractions", "1", "0", "0"])
+    prepare([*argv, "--size", format_size(size), "--val-fraction", "0", "--test-fraction", "0"])
     prepare_s = time.perf_counter() - t
 
     files = list_diode_samples(root / "folder")
@@ -97,15 +97,15 @@ def bench_mono(root: Path, n: int, source_size, size) -> dict[str, float]:
     t = time.perf_counter()
     archives = ArchiveSet([archive])
     index_s = time.perf_counter() - t
-    members = list_diode_archive(archives)
-    from_archive = DIODEArchiveDataset(archives, members, size=size, hflip=True)
+    members = list_diode_samples(archives)
+    from_archive = DIODEDataset(members, size=size, hflip=True, source=archives)
     out["archive_gz_shuffled"] = rate(from_archive, order)
     out["archive_gz_in_order"] = rate(from_archive, [(i, i) for i in range(n)])
-    shards = DIODEStreamingDataset(str(root / "shards" / "train"), hflip=True)
+    shards = ShardDataset(str(root / "shards" / "train"), DIODETransform(size, hflip=True))
     out["shards"] = rate(shards, [i for i, _ in order])
     out["shards_loader_epoch"] = loader_epoch_rate(shards)
     print(
-        f"mono {n} samples {source_size[0]}x{source_size[1]} -> {size[0]}x{size[1]}: "
+        f"mono {n} samples {format_size(source_size)} -> {format_size(size)} (HxW): "
         f"pack tar.gz {pack_s:.1f} s, index {index_s:.2f} s, prepare {prepare_s:.1f} s"
     )
     return out
@@ -121,34 +121,35 @@ def bench_stereo(root: Path, frames: int, source_size, crop) -> dict[str, float]
     )
     t = time.perf_counter()
     argv = ["monkaa", "--src", str(root / "folder"), "--out", str(root / "shards")]
-    prepare([*argv, "--val-fraction", str(1 / frames)])
+    prepare([*argv, "--val-fraction", str(1 / frames), "--test-fraction", "0"])
     prepare_s = time.perf_counter() - t
     samples = list_monkaa_samples(root / "folder")
     n = len(samples)
     order = [(i, i) for i in random.Random(0).sample(range(n), n)]
-    kwargs = dict(training=True, crop_size=crop)
+    kwargs = dict(training=True, size=crop)
     out = {"folder": rate(MonkaaDataset(samples, **kwargs), order)}
-    from_archive = MonkaaArchiveDataset(archives, list_monkaa_archive(archives), **kwargs)
+    from_archive = MonkaaDataset(list_monkaa_samples(archives), source=archives, **kwargs)
     out["archive_tar_bz2_shuffled"] = rate(from_archive, order)
     out["archive_tar_bz2_in_order"] = rate(from_archive, [(i, i) for i in range(n)])
-    shards = MonkaaStreamingDataset(str(root / "shards" / "train"), **kwargs)
+    shards = ShardDataset(str(root / "shards" / "train"), MonkaaTransform(**kwargs))
     # the shards hold the train split only (prepare split off a validation frame)
     out["shards"] = rate(shards, random.Random(0).sample(range(len(shards)), len(shards)))
     out["shards_loader_epoch"] = loader_epoch_rate(shards)
     print(
-        f"stereo {n} frames {source_size[0]}x{source_size[1]}, crops {crop}: prepare {prepare_s:.1f} s"
+        f"stereo {n} frames {format_size(source_size)}, crops {format_size(crop)} (HxW): "
+        f"prepare {prepare_s:.1f} s"
     )
     return out
 
 
-def data_wait_fraction(shards: Path, steps: int, batch_size: int) -> float:
+def data_wait_fraction(shards: Path, size, steps: int, batch_size: int) -> float:
     """Share of wall time a mono training loop spends in ``next(loader)``."""
     from lightning_depth.losses.mono import MonoDepthLoss
     from lightning_depth.models.autoencoder import DepthAutoencoder
 
     net, loss_fn = DepthAutoencoder(depth=3), MonoDepthLoss()
     optimizer = torch.optim.Adam(net.parameters())
-    dataset = DIODEStreamingDataset(str(shards), hflip=True, shuffle=True)
+    dataset = ShardDataset(str(shards), DIODETransform(size, hflip=True), shuffle=True)
     loader = StreamingDataLoader(dataset, batch_size=batch_size, num_workers=1, drop_last=True)
     waited, done = 0.0, 0
     start = time.perf_counter()
@@ -178,12 +179,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.quick:
-        mono = dict(n=6, source_size=(64, 48), size=(32, 32))
-        stereo = dict(frames=4, source_size=(128, 64), crop=(32, 64))
+        mono = dict(n=6, source_size=(48, 64), size=(32, 32))  # sizes (H, W)
+        stereo = dict(frames=4, source_size=(64, 128), crop=(32, 64))
         steps, batch_size = 3, 2
     else:
-        mono = dict(n=args.mono_samples, source_size=(1024, 768), size=(256, 256))
-        stereo = dict(frames=args.stereo_frames, source_size=(960, 540), crop=(256, 512))
+        mono = dict(n=args.mono_samples, source_size=(768, 1024), size=(256, 256))
+        stereo = dict(frames=args.stereo_frames, source_size=(540, 960), crop=(256, 512))
         steps, batch_size = args.steps, 8
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         root = Path(tmp)
@@ -196,7 +197,8 @@ def main() -> None:
         for name, rates in (("mono", m), ("stereo", s)):
             for source, value in rates.items():
                 print(f"{name:6s} {source:26s} {value:8.1f} samples/s per worker")
-        wait = data_wait_fraction(root / "diode" / "shards" / "train", steps, batch_size)
+        shards = root / "diode" / "shards" / "train"
+        wait = data_wait_fraction(shards, mono["size"], steps, batch_size)
         print(
             f"mono training from shards, 1 worker, batch {batch_size}: waits {wait:.1%} of the time"
         )

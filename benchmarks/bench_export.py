@@ -37,30 +37,29 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP r
 import torch  # noqa: E402
 
 from lightning_depth.deploy.compress import quantize_int8  # noqa: E402
-from lightning_depth.deploy.export import (  # noqa: E402
-    ExportedMono,
-    ExportedStereo,
-    example_inputs,
-    export_model,
-)
+from lightning_depth.deploy.export import export_model  # noqa: E402
 from lightning_depth.models.anynet import AnyNet  # noqa: E402
 from lightning_depth.models.autoencoder import DepthAutoencoder  # noqa: E402
+from lightning_depth.tasks.base import DepthTask  # noqa: E402
+from lightning_depth.tasks.mono import MonoDepthModule  # noqa: E402
+from lightning_depth.tasks.stereo import StereoDepthModule  # noqa: E402
 
 
-def _engines(wrapper: torch.nn.Module, height: int, width: int, folder: Path, threads: int):
+def _engines(task: DepthTask, height: int, width: int, folder: Path, threads: int):
     """name -> zero-argument callable running one batch-1 inference."""
     import onnxruntime as ort
 
-    inputs = example_inputs(wrapper, height, width)
-    names = ["left", "right"] if isinstance(wrapper, ExportedStereo) else ["image"]
+    wrapper = task.export_module()
+    names = task.input_keys
+    inputs = task.example_inputs(height, width)
     feeds = {n: t.numpy() for n, t in zip(names, inputs)}
     t0 = time.perf_counter()
     ts = torch.jit.load(
-        str(export_model(wrapper, folder / "m.pt", "torchscript", "fp32", height, width))
+        str(export_model(task, folder / "m.pt", "torchscript", "fp32", height, width))
     )
-    fp32 = export_model(wrapper, folder / "m.onnx", "onnx", "fp32", height, width)
+    fp32 = export_model(task, folder / "m.onnx", "onnx", "fp32", height, width)
     calib = [
-        {n: t.numpy() for n, t in zip(names, example_inputs(wrapper, height, width, seed=s))}
+        {n: t.numpy() for n, t in zip(names, task.example_inputs(height, width, seed=s))}
         for s in range(1, 5)
     ]
     int8 = quantize_int8(fp32, folder / "m_int8.onnx", calib)
@@ -112,16 +111,16 @@ def main() -> None:
     torch.manual_seed(0)
     mono_size, stereo_size = ((64, 64), (32, 64)) if args.quick else ((256, 256), (384, 1248))
     models = {
-        "mono": (ExportedMono(DepthAutoencoder(depth=4)).eval(), mono_size),
-        "stereo": (ExportedStereo(AnyNet(spn_channels=8)).eval(), stereo_size),
+        "mono": (MonoDepthModule(net=DepthAutoencoder(depth=4)).eval(), mono_size),
+        "stereo": (StereoDepthModule(net=AnyNet(spn_channels=8)).eval(), stereo_size),
     }
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (wrapper, (h, w)) in models.items():
+        for name, (task, (h, w)) in models.items():
             print(f"{name} {h}x{w}, {args.threads} threads:", flush=True)
             folder = Path(tmp) / name
             folder.mkdir()
-            ms = _measure(_engines(wrapper, h, w, folder, args.threads), args.rounds)
+            ms = _measure(_engines(task, h, w, folder, args.threads), args.rounds)
             for engine, value in ms.items():
                 print(f"  {engine:12s} {value:9.2f} ms")
                 results[f"{name}_{engine}_ms"] = value

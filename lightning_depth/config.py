@@ -81,7 +81,9 @@ class DepthCLI(LightningCLI):
         callbacks = kwargs.get("callbacks", trainer.get("callbacks")) or []
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         if trainer.get("enable_checkpointing") is False:
-            callbacks = [c for c in callbacks if not isinstance(c, (BestCheckpoint, LatestCheckpoint))]
+            callbacks = [
+                c for c in callbacks if not isinstance(c, (BestCheckpoint, LatestCheckpoint))
+            ]
         if trainer.get("logger") is False:
             callbacks = [
                 c for c in callbacks if not isinstance(c, (LearningRateMonitor, PredictionPanels))
@@ -118,5 +120,3 @@ def build_cli(args: Sequence[str], run: bool = True) -> DepthCLI:
         args=list(args),
         run=run,
     )
-
-

@@ -62,7 +62,9 @@ def _fit_one_epoch(args: list[str], root: Path) -> Path:
 
     main(
         ["fit", *args, f"--trainer.default_root_dir={root}", "--trainer.max_epochs=1",
-         "--trainer.callbacks=[]", "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
+         # Only the latest checkpoint (it writes last.ckpt); no logger, so no panels either.
+         "--trainer.callbacks=[{class_path: lightning_depth.callbacks.LatestCheckpoint}]",
+         "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
     )  # fmt: skip
     return next(root.rglob("last.ckpt"))
 
@@ -72,12 +74,12 @@ def demo_data_args(task: str, root: Path) -> list[str]:
     depth 2 at 32x32; AnyNet with a 2-channel SPN at 64x128 crops)."""
     if task == "mono":
         return ["--config", "configs/demo/mono.yaml", f"--data.init_args.root={root / 'diode'}",
-                "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[64, 48]",
+                "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[48, 64]",
                 "--data.init_args.size=[32, 32]"]  # fmt: skip
     return ["--config", "configs/demo/stereo.yaml", f"--data.init_args.root={root / 'monkaa'}",
             "--data.init_args.synth_scenes=1", "--data.init_args.synth_frames=6",
-            "--data.init_args.synth_size=[128, 64]", "--data.init_args.split_by=frame",
-            "--data.init_args.val_fraction=0.3", "--data.init_args.crop_size=[64, 128]"]  # fmt: skip
+            "--data.init_args.synth_size=[64, 128]", "--data.init_args.split_by=frame",
+            "--data.init_args.val_fraction=0.3", "--data.init_args.size=[64, 128]"]  # fmt: skip
 
 
 def demo_checkpoints(root: Path) -> dict[str, Path]:

@@ -140,7 +140,7 @@ def test_mistyped_key_is_a_clear_error(capsys) -> None:
 def test_synth_diode_writes_the_real_layout(tmp_path: Path) -> None:
     assert (
         main(
-            ["synth", "diode", "--out", str(tmp_path), "--n", "3", "--size", "64x48", "--seed", "1"]
+            ["synth", "diode", "--out", str(tmp_path), "--n", "3", "--size", "48x64", "--seed", "1"]
         )
         == 0
     )
@@ -155,7 +155,7 @@ def test_synth_diode_writes_the_real_layout(tmp_path: Path) -> None:
 def test_synth_rejects_a_bad_size(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["synth", "diode", "--out", str(tmp_path), "--size", "64by48"])
-    assert "WxH" in capsys.readouterr().err
+    assert "HxW" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -165,7 +165,7 @@ def test_fit_validate_test_predict_through_the_cli(tmp_path: Path, capsys) -> No
         str(CONFIGS / "demo" / "mono.yaml"),
         f"--data.init_args.root={tmp_path / 'data'}",
         "--data.init_args.synth_samples=20",
-        "--data.init_args.synth_size=[64, 48]",
+        "--data.init_args.synth_size=[48, 64]",
         "--data.init_args.size=[32, 32]",
         "--data.init_args.batch_size=4",
         "--model.init_args.net.init_args.depth=3",

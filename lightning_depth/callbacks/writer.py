@@ -12,53 +12,59 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
+from lightning_depth.deploy.checkpoints import check_checkpoint_task, checkpoint_task
 from lightning_depth.geometry import backproject, default_intrinsics, disparity_to_depth
+from lightning_depth.io.errors import DataError
 from lightning_depth.io.kitti import write_kitti_disparity
 from lightning_depth.io.pfm import write_pfm
 from lightning_depth.io.ply import write_ply
-from lightning_depth.viz import colorize, to_uint8_image
+from lightning_depth.tasks.base import DepthTask
+from lightning_depth.viz import colorize
 
 __all__ = ["DepthPredictionWriter"]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 RAW_FORMATS = ("npy", "pfm", "kitti", "none")
+#: units of ``DepthTask.prediction_map`` the writer knows (``DepthTask.map_kind``).
+MAP_KINDS = ("depth", "disparity")
 
 
 class DepthPredictionWriter(BasePredictionWriter):
     """Per input ``<name>``, writes into ``output_dir``:
 
-    - ``<name>_color.png``: the map coloured with ``cmap`` (mono: depth, stereo: disparity;
-      invalid pixels black);
-    - the raw map (mono: metric depth ``exp(log-depth)``, stereo: disparity in pixels of the
-      last predicted stage): ``<name>.npy`` (float32), ``<name>.pfm``, or ``<name>.png``
-      (KITTI 16-bit disparity, stereo only); ``raw_format="none"`` skips it;
-    - ``<name>.ply``: one point per valid pixel, coloured by the (left) image, in the unit of
-      the depth (mono: metres; stereo: the unit of ``baseline``).
+    - ``<name>_color.png``: the task's prediction map (``DepthTask.prediction_map``: depth in
+      metres or disparity in pixels, see ``DepthTask.map_kind``) coloured with ``cmap``
+      (invalid pixels black);
+    - the raw map: ``<name>.npy`` (float32), ``<name>.pfm``, or ``<name>.png`` (KITTI 16-bit
+      disparity, disparity maps only); ``raw_format="none"`` skips it;
+    - ``<name>.ply``: one point per valid pixel, coloured by the task's input image
+      (``DepthTask.input_image``), in the unit of the depth (metres for a depth map; the unit
+      of ``baseline`` for a disparity map).
 
     The camera is a pinhole with ``focal`` pixels (default ``0.8 * width``) and principal point
-    ``(cx, cy)`` (default the image centre), in the pixels of the predicted map. For stereo,
-    ``depth = focal * baseline / disparity``, and disparities ``<= min_disparity`` are invalid.
+    ``(cx, cy)`` (default the image centre), in the pixels of the predicted map. A disparity
+    map becomes ``depth = focal * baseline / disparity``, and disparities
+    ``<= min_disparity`` are invalid.
 
-    Before predicting, the checkpoint given by ``--ckpt_path`` is checked to be one of the
-    model's task (a stereo checkpoint under a mono config fails with a clear message).
+    Before predicting, the model's inputs (``DepthTask.input_keys``) are checked against the
+    predict DataModule's ``input_keys``: a checkpoint of another task than the data's fails
+    with a message naming the checkpoint's task and its predict config.
 
     Args:
         output_dir: folder for the outputs (created).
         cmap: matplotlib colormap of the colour pictures.
-        raw_format: ``"npy"``, ``"pfm"``, ``"kitti"`` (stereo only) or ``"none"``.
+        raw_format: ``"npy"``, ``"pfm"``, ``"kitti"`` (disparity maps only) or ``"none"``.
         point_cloud: write ``.ply`` files.
         ply_binary: binary (default) or ASCII PLY.
         focal: focal length in pixels; default ``0.8 * width``.
         cx: principal point column; default ``(W - 1) / 2``.
         cy: principal point row; default ``(H - 1) / 2``.
-        baseline: stereo baseline (depth comes out in its unit).
-        min_disparity: stereo disparities at or below this (pixels) are invalid.
+        baseline: stereo baseline of disparity maps (depth comes out in its unit).
+        min_disparity: disparities at or below this (pixels) are invalid.
         max_depth: optional; points farther than this are left out of the point cloud and
             painted black.
-        stages: stereo: run only this many stages (anytime inference; sets the model's
-            ``predict_stages``). A command-line ``--model.init_args.predict_stages`` does not
-            work with ``--ckpt_path``: LightningCLI then rebuilds the model from the
+        stages: anytime networks: run only this many stages (``DepthTask.set_predict_stages``;
+            other tasks refuse it). A command-line ``--model.init_args.predict_stages`` does
+            not work with ``--ckpt_path``: LightningCLI then rebuilds the model from the
             checkpoint's saved arguments, overriding it.
     """
 
@@ -96,71 +102,108 @@ class DepthPredictionWriter(BasePredictionWriter):
         self.stages = stages
         self.written: list[Path] = []
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: DepthTask, stage: str) -> None:
         if stage != "predict":
             return
-        from lightning_depth.deploy.export import check_checkpoint_task
-
-        # Under LightningCLI the model is rebuilt from the checkpoint's config, so a
-        # checkpoint of the other task shows up as a model that does not fit the data.
-        data_task = _data_task(trainer.datamodule)
-        if trainer.ckpt_path and data_task is not None:
-            check_checkpoint_task(trainer.ckpt_path, data_task)
-        elif data_task is not None and data_task != _task_of(pl_module):
-            raise ValueError(
-                f"the model ({type(pl_module).__name__}, rebuilt from the checkpoint) is a "
-                f"{_task_of(pl_module)} model but the data are {data_task} inputs: a "
-                f"{_task_of(pl_module)} checkpoint needs configs/predict/"
-                f"{_task_of(pl_module)}.yaml"
-            )
+        self.check_inputs(pl_module, trainer.datamodule, trainer.ckpt_path)
         if self.stages is not None:
-            if _task_of(pl_module) != "stereo":
-                raise ValueError("stages applies to stereo models only")
-            pl_module.predict_stages = self.stages
-        if self.raw_format == "kitti" and _task_of(pl_module) == "mono":
+            pl_module.set_predict_stages(self.stages)
+        self.check_map_kind(pl_module.map_kind)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def check_inputs(task: DepthTask, datamodule: Any, ckpt_path: Optional[str] = None) -> None:
+        """Raise if the checkpoint holds another task than the model's, or the data's
+        ``input_keys`` are not the model's (DataModules without ``input_keys`` are not
+        checked).
+
+        Under LightningCLI the model is rebuilt from the checkpoint's config, so a checkpoint
+        of another task than the data's shows up as a model whose inputs are not the data's.
+        """
+        ckpt_name = None
+        if ckpt_path:
+            try:
+                ckpt_name = checkpoint_task(ckpt_path)
+            except DataError:
+                # No task record (or not a local file): Lightning's own loading judges it.
+                ckpt_name = None
+        if ckpt_name is not None and ckpt_name != task.name:
+            check_checkpoint_task(ckpt_path, task.name)  # raises, naming the predict config
+        data_keys = getattr(datamodule, "input_keys", None)
+        if data_keys is None or tuple(data_keys) == tuple(task.input_keys):
+            return
+        name = ckpt_name or task.name
+        subject = (
+            f"checkpoint {ckpt_path} holds a {name} model ({type(task).__name__})"
+            if ckpt_path
+            else f"the model ({type(task).__name__}) is a {name} model"
+        )
+        raise DataError(
+            f"{subject} taking inputs {list(task.input_keys)} but the data "
+            f"({type(datamodule).__name__}) give {list(data_keys)}: a {name} checkpoint needs "
+            f"configs/predict/{name}.yaml"
+        )
+
+    def check_map_kind(self, map_kind: str) -> None:
+        """Raise if the writer cannot store maps of ``map_kind`` as asked."""
+        if map_kind not in MAP_KINDS:
+            raise ValueError(f"prediction maps must be one of {MAP_KINDS}, got {map_kind!r}")
+        if self.raw_format == "kitti" and map_kind != "disparity":
             raise ValueError(
-                "raw_format='kitti' stores disparities; a mono model predicts depth: use "
+                f"raw_format='kitti' stores disparities; this model predicts {map_kind}: use "
                 "'npy' or 'pfm'"
             )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(
         self,
         trainer: L.Trainer,
-        pl_module: L.LightningModule,
+        pl_module: DepthTask,
         prediction: dict,
         batch_indices: Optional[Sequence[int]],
         batch: dict,
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if "depth_log" in prediction:
-            self.write_mono(batch, prediction)
-        elif "disparities" in prediction:
-            self.write_stereo(batch, prediction)
-        else:
+        self.write_batch(pl_module, batch, prediction)
+
+    def write_batch(self, task: DepthTask, batch: dict, prediction: dict) -> None:
+        """Write every sample of a batch from ``task.predict_step``'s ``prediction``
+        (``{"outputs": ..., "name": ...}``)."""
+        if "outputs" not in prediction:
             raise ValueError(
-                "DepthPredictionWriter: predict_step must return 'depth_log' (mono) or "
-                f"'disparities' (stereo), got keys {sorted(prediction)}"
+                "DepthPredictionWriter: predict_step must return {'outputs': ..., 'name': ...} "
+                f"(DepthTask.predict_step), got keys {sorted(prediction)}"
             )
+        maps = task.prediction_map(prediction["outputs"])
+        images = [task.input_image(batch, i) for i in range(len(maps))]
+        self.write_maps(maps, task.map_kind, images, _names(prediction, batch, len(maps)))
 
-    # -- per task ------------------------------------------------------------------------
-    def write_mono(self, batch: dict, prediction: dict) -> None:
-        depth = prediction["depth_log"].detach().float().exp()
-        valid = torch.isfinite(depth) & (depth > 0)
-        images = batch["image"]
-        for i, name in enumerate(_names(prediction, batch, len(depth))):
-            rgb = to_uint8_image(images[i].float())
-            self._write(name, depth[i : i + 1], depth[i : i + 1], valid[i : i + 1], rgb)
+    def write_maps(
+        self,
+        maps: torch.Tensor,
+        map_kind: str,
+        images: Sequence[np.ndarray],
+        names: Sequence[str],
+    ) -> None:
+        """Write a batch of maps.
 
-    def write_stereo(self, batch: dict, prediction: dict) -> None:
-        disparity = prediction["disparities"][-1].detach().float()
-        valid = torch.isfinite(disparity) & (disparity > self.min_disparity)
-        focal = self.focal if self.focal is not None else 0.8 * disparity.shape[-1]
-        depth, _ = disparity_to_depth(disparity, focal, self.baseline, self.min_disparity)
-        for i, name in enumerate(_names(prediction, batch, len(disparity))):
-            rgb = to_uint8_image(batch["left"][i].float(), _IMAGENET_MEAN, _IMAGENET_STD)
-            self._write(name, disparity[i : i + 1], depth[i : i + 1], valid[i : i + 1], rgb)
+        Args:
+            maps: ``(B, 1, H, W)`` depth in metres or disparity in pixels.
+            map_kind: ``"depth"`` or ``"disparity"``: the unit of ``maps``.
+            images: per sample the ``uint8 (H, W, 3)`` image colouring its points.
+            names: per sample its output name.
+        """
+        self.check_map_kind(map_kind)
+        maps = maps.detach().float()
+        if map_kind == "disparity":
+            valid = torch.isfinite(maps) & (maps > self.min_disparity)
+            focal = self.focal if self.focal is not None else 0.8 * maps.shape[-1]
+            depth, _ = disparity_to_depth(maps, focal, self.baseline, self.min_disparity)
+        else:
+            depth = maps
+            valid = torch.isfinite(maps) & (maps > 0)
+        for i, name in enumerate(names):
+            self._write(name, maps[i : i + 1], depth[i : i + 1], valid[i : i + 1], images[i])
 
     def _write(
         self,
@@ -197,22 +240,6 @@ class DepthPredictionWriter(BasePredictionWriter):
             points = backproject(depth, intrinsics)[0].cpu().numpy()
             write_ply(f"{stem}.ply", points[valid_np], rgb[valid_np], binary=self.ply_binary)
             self.written.append(Path(f"{stem}.ply"))
-
-
-def _task_of(pl_module: L.LightningModule) -> str:
-    from lightning_depth.tasks.stereo import StereoDepthModule
-
-    return "stereo" if isinstance(pl_module, StereoDepthModule) else "mono"
-
-
-def _data_task(datamodule: Any) -> Optional[str]:
-    from lightning_depth.data.predict import MonoPredictDataModule, StereoPredictDataModule
-
-    if isinstance(datamodule, StereoPredictDataModule):
-        return "stereo"
-    if isinstance(datamodule, MonoPredictDataModule):
-        return "mono"
-    return None
 
 
 def _names(prediction: dict, batch: dict, n: int) -> list[str]:

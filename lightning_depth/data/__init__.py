@@ -1,8 +1,18 @@
-"""DataModules and datasets for DIODE and SceneFlow Monkaa, and the scene generator."""
+"""DataModules and datasets for DIODE and SceneFlow Monkaa, and the scene generator.
 
-from lightning_depth.data.diode import DIODEDataModule, DIODEDataset, load_diode_sample
+Cut by dataset: ``diode`` and ``monkaa`` each hold a layout (list, read, write), a transform
+and a DataModule; ``layout``, ``archive``, ``streaming``, ``splits``, ``transforms`` and
+``base`` are generic over datasets.
+"""
+
+from lightning_depth.data.diode import (
+    DIODEDataModule,
+    DIODEDataset,
+    load_diode_sample,
+    synthesize_diode,
+)
 from lightning_depth.data.monkaa import MonkaaDataModule, MonkaaDataset, synthesize_monkaa
-from lightning_depth.data.synth import render_scene, synthesize_diode
+from lightning_depth.data.synth import render_scene
 
 __all__ = [
     "DIODEDataModule",

@@ -1,9 +1,9 @@
-"""Reading DIODE and Monkaa samples from their original tar archives, without extracting them.
+"""Reading files from tar archives in place, without extracting them: the source ``"archive"``.
 
-The published archives: DIODE's ``val.tar.gz`` / ``train.tar.gz`` (members
-``val/indoors/scene_XXXXX/scan_XXXXX/<id>.png``, ``<id>_depth.npy``, ``<id>_depth_mask.npy``),
-Monkaa's ``frames_cleanpass.tar`` (members ``frames_cleanpass/<scene>/{left,right}/NNNN.png``)
-and ``disparity.tar.bz2`` (members ``disparity/<scene>/{left,right}/NNNN.pfm``).
+Datasets are published as archives (DIODE's ``val.tar.gz``; Monkaa's ``frames_cleanpass.tar``
+and ``disparity.tar.bz2``), whose members are the files of the extracted folder. An
+:class:`ArchiveSet` is a source (see :mod:`~lightning_depth.data.layout`): a dataset's layout
+lists and reads its samples from it as from a :class:`~lightning_depth.data.layout.Folder`.
 
 Trade-off of reading in place: an archive is indexed once (one pass over its headers) and
 each member is then read at its recorded offset.
@@ -19,15 +19,16 @@ each member is then read at its recorded offset.
   ``benchmarks/bench_data.py``). For training, convert once with
   ``lightning_depth prepare`` (shards) or recompress to an uncompressed ``.tar``.
 
-Members are decoded by the same readers as extracted files (:func:`~lightning_depth.io.images.
-read_rgb`, ``read_npy``, ``read_pfm``), so a sample from an archive is bit-identical to the same
-sample from a folder; errors name ``<archive>:<member>``.
+Members are decoded by the same readers as extracted files (a layout's ``read`` gets them as
+small temporary files), so a sample from an archive is bit-identical to the same sample from
+a folder; errors name ``<archive>:<member>``.
 """
 
 from __future__ import annotations
 
 import bz2
 import contextlib
+import fnmatch
 import gzip
 import json
 import os
@@ -37,24 +38,9 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterator, Optional, Sequence, Union
 
-import torch
-
-from lightning_depth.data.diode import (
-    DEPTH_SUFFIX,
-    MASK_SUFFIX,
-    MonoDepthFilesDataset,
-    load_diode_sample,
-)
-from lightning_depth.data.loaders import Item, split_item
-from lightning_depth.data.monkaa import (
-    DISPARITY_DIR,
-    FRAMES_DIR,
-    MonkaaDataset,
-    MonkaaError,
-    read_monkaa_files,
-)
-from lightning_depth.data.transforms import hflip as flip_lr
 from lightning_depth.io.errors import DataError
+
+__all__ = ["ArchiveSet", "TarArchive"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -95,8 +81,9 @@ class TarArchive:
     The index (member name -> data offset and size) is built at construction, which for a
     compressed archive means decompressing it once; with ``index_dir`` it is saved there (keyed
     by the archive's name, size and modification time) and later constructions load it (the
-    DataModules build it in ``prepare_data``, so the DDP processes of a run load it). The open file handle is per process (reopened after a
-    fork), so a DataLoader worker never shares a file position with another.
+    DataModules build it in ``prepare_data``, so the DDP processes of a run load it). The open
+    file handle is per process (reopened after a fork), so a DataLoader worker never shares a
+    file position with another.
 
     Args:
         path: the archive.
@@ -183,12 +170,16 @@ class TarArchive:
 
 
 class ArchiveSet:
-    """Several archives seen as one tree of members (e.g. Monkaa's frames + disparity).
+    """Several archives seen as one tree of members (e.g. Monkaa's frames + disparity): the
+    source ``"archive"`` (see :class:`~lightning_depth.data.layout.Source`). Paths are member
+    names as ``PurePosixPath``.
 
     Args:
         paths: the archives. A member name found in two archives is an error.
         index_dir: where to keep the archives' indexes (see :class:`TarArchive`).
     """
+
+    noun = "member"
 
     def __init__(self, paths: Sequence[PathLike], index_dir: Optional[PathLike] = None) -> None:
         if isinstance(paths, (str, os.PathLike)):
@@ -208,162 +199,72 @@ class ArchiveSet:
     def names(self) -> list[str]:
         return sorted(self.owner)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.owner
+    def __contains__(self, name: Union[str, PurePosixPath]) -> bool:
+        return _name(name) in self.owner
 
-    def where(self, name: str) -> str:
-        """``<archive>:<member>`` for messages."""
-        archive = self.owner.get(name)
-        return f"{archive.path}:{name}" if archive else f"<no archive>:{name}"
-
-    def read(self, name: str) -> bytes:
+    def read(self, name: Union[str, PurePosixPath]) -> bytes:
+        name = _name(name)
         if name not in self.owner:
-            listed = ", ".join(str(a.path) for a in self.archives)
-            raise DataError(f"no archive among {listed} has member {name}")
+            raise DataError(f"no archive among {self._listed()} has member {name}")
         return self.owner[name].read(name)
 
+    def _listed(self) -> str:
+        return ", ".join(str(a.path) for a in self.archives)
+
+    # -- the Source interface ----------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"archives {self._listed()}"
+
+    def empty_state(self, what: str) -> str:
+        return f"hold no {what}"
+
+    def location(self, pattern: str) -> str:
+        return pattern
+
+    def glob(self, patterns: Sequence[str]) -> list[PurePosixPath]:
+        """Members matching any pattern, part by part as ``Path.glob`` matches (``*`` stays
+        within one path component), sorted."""
+        split = [pattern.split("/") for pattern in patterns]
+        found = set()
+        for name in self.owner:
+            parts = name.split("/")
+            for pattern in split:
+                if len(parts) == len(pattern) and all(
+                    fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern)
+                ):
+                    found.add(name)
+                    break
+        return [PurePosixPath(name) for name in sorted(found)]
+
+    def exists(self, path: Union[str, PurePosixPath]) -> bool:
+        return path in self
+
+    def where(self, path: Union[str, PurePosixPath]) -> str:
+        """``<archive>:<member>`` for messages (just the name when no archive has it)."""
+        name = _name(path)
+        archive = self.owner.get(name)
+        return f"{archive.path}:{name}" if archive else name
+
     @contextlib.contextmanager
-    def spooled(self, names: Sequence[str]) -> Iterator[list[Path]]:
+    def local(self, paths: Sequence[Union[str, PurePosixPath]]) -> Iterator[list[Path]]:
         """Members as temporary files (for readers that take paths); errors raised inside
         name ``<archive>:<member>`` instead of the temporary path."""
+        names = [_name(p) for p in paths]
         with tempfile.TemporaryDirectory(dir=_SPOOL_DIR, prefix="ld_archive_") as tmp:
-            paths = []
+            files = []
             for i, name in enumerate(names):
                 path = Path(tmp) / f"{i}_{PurePosixPath(name).name}"
                 path.write_bytes(self.read(name))
-                paths.append(path)
+                files.append(path)
             try:
-                yield paths
+                yield files
             except DataError as e:
                 message = str(e)
-                for path, name in zip(paths, names):
+                for path, name in zip(files, names):
                     message = message.replace(str(path), self.where(name))
                 raise type(e)(message) from e
 
 
-# -- DIODE ---------------------------------------------------------------------------------
-
-
-def list_diode_archive(
-    archives: ArchiveSet,
-    splits: Sequence[str] = ("val",),
-    scene_types: Sequence[str] = ("indoors", "outdoor"),
-) -> list[tuple[str, str, str]]:
-    """``(image, depth, mask)`` member triples of DIODE archives, sorted by member name.
-
-    Sorted member names give the same order as :func:`~lightning_depth.data.diode.
-    list_diode_samples` on the extracted folder, hence the same seeded split.
-
-    Raises:
-        DataError: no image member in the layout, or an image lacks its depth or mask member.
-    """
-    prefixes = tuple(f"{s}/{t}/" for s in splits for t in scene_types)
-    images = []
-    for name in archives.names():
-        parts = PurePosixPath(name).parts
-        if (
-            name.startswith(prefixes)
-            and name.endswith(".png")
-            and len(parts) == 5
-            and parts[2].startswith("scene_")
-            and parts[3].startswith("scan_")
-        ):
-            images.append(name)
-    if not images:
-        listed = ", ".join(str(a.path) for a in archives.archives)
-        raise DataError(
-            f"DIODE archives {listed} hold no member <split>/<type>/scene_*/scan_*/<id>.png for "
-            f"splits {tuple(splits)} and scene types {tuple(scene_types)}"
-        )
-    triples = []
-    for image in images:
-        stem = image[: -len(".png")]
-        triple = (image, stem + DEPTH_SUFFIX, stem + MASK_SUFFIX)
-        for member, what in zip(triple[1:], ("depth", "depth mask")):
-            if member not in archives:
-                raise DataError(f"missing {what} member {member} for image {archives.where(image)}")
-        triples.append(triple)
-    return triples
-
-
-class DIODEArchiveDataset(MonoDepthFilesDataset):
-    """DIODE samples read from archives in place; items as :class:`~lightning_depth.data.
-    diode.DIODEDataset`'s (bit-identical to the extracted files').
-
-    Args:
-        archives: the archive set.
-        files: ``(image, depth, mask)`` member triples (from :func:`list_diode_archive`).
-        size: output ``(H, W)``.
-        hflip: random horizontal flips.
-    """
-
-    def __init__(
-        self,
-        archives: ArchiveSet,
-        files: Sequence[tuple[str, str, str]],
-        size: tuple[int, int] = (256, 256),
-        hflip: bool = False,
-    ) -> None:
-        super().__init__(files, size=size, hflip=hflip)
-        self.archives = archives
-        self.members = [tuple(triple) for triple in files]
-
-    def __getitem__(self, item: Item) -> dict:
-        index, generator = split_item(item)
-        with self.archives.spooled(self.members[index]) as (image, depth, mask):
-            sample = load_diode_sample(image, depth, mask, size=self.size)
-        if self.hflip and bool(torch.rand((), generator=generator) < 0.5):
-            sample["image"], sample["target"], sample["mask"] = flip_lr(
-                sample["image"], sample["target"], sample["mask"]
-            )
-        sample["name"] = self.sample_name(index)
-        return sample
-
-
-# -- Monkaa --------------------------------------------------------------------------------
-
-
-def list_monkaa_archive(
-    archives: ArchiveSet, frames_dir: str = FRAMES_DIR
-) -> list[tuple[Path, Path, Path]]:
-    """``(left, right, disparity)`` member names (as relative paths) of Monkaa archives, sorted.
-
-    Raises:
-        MonkaaError: no left image member, or a left image lacks its right image or disparity.
-    """
-    lefts = []
-    for name in archives.names():
-        parts = PurePosixPath(name).parts
-        if len(parts) == 4 and parts[0] == frames_dir and parts[2] == "left":
-            if name.endswith(".png"):
-                lefts.append(name)
-    if not lefts:
-        listed = ", ".join(str(a.path) for a in archives.archives)
-        raise MonkaaError(
-            f"Monkaa archives {listed} hold no member {frames_dir}/<scene>/left/NNNN.png"
-        )
-    samples = []
-    for left in lefts:
-        _, scene, _, file = PurePosixPath(left).parts
-        right = f"{frames_dir}/{scene}/right/{file}"
-        disparity = f"{DISPARITY_DIR}/{scene}/left/{file[: -len('.png')]}.pfm"
-        for member, what in ((right, "right image"), (disparity, "disparity")):
-            if member not in archives:
-                raise MonkaaError(f"missing {what} member {member} for left image {left}")
-        samples.append((Path(left), Path(right), Path(disparity)))
-    return samples
-
-
-class MonkaaArchiveDataset(MonkaaDataset):
-    """Monkaa samples read from the frames and disparity archives in place; items and
-    arguments as :class:`~lightning_depth.data.monkaa.MonkaaDataset`, with ``samples`` the
-    member names from :func:`list_monkaa_archive`."""
-
-    def __init__(self, archives: ArchiveSet, samples: Sequence, **kwargs) -> None:
-        super().__init__(samples, **kwargs)
-        self.archives = archives
-
-    def read(self, index: int):
-        names = [p.as_posix() for p in self.samples[index]]
-        with self.archives.spooled(names) as paths:
-            return read_monkaa_files(*paths)
+def _name(path: Union[str, PurePosixPath]) -> str:
+    return path.as_posix() if isinstance(path, PurePosixPath) else str(path)

@@ -1,95 +1,66 @@
-"""DIODE (monocular depth): listing, the reference preprocessing, Dataset and DataModule.
+"""DIODE (monocular depth): its layout, the reference preprocessing, dataset and DataModule.
 
-On-disk layout (as published, and as :func:`~lightning_depth.data.synth.synthesize_diode`
-writes it)::
+On-disk layout (as published, and as :func:`synthesize_diode` writes it)::
 
     <root>/<split>/{indoors,outdoor}/scene_XXXXX/scan_XXXXX/<id>.png
                                                            <id>_depth.npy       float32 (H, W, 1)
                                                            <id>_depth_mask.npy  float32 (H, W)
 
 The preprocessing is the original Keras example's (``DataGenerator.load``), reproduced
-exactly so parity tests can compare against it; see :func:`preprocess_depth`.
+exactly so parity tests can compare against it; see :func:`preprocess_depth`. The same
+:class:`DIODETransform` serves the folder, archive and shard sources, and
+``lightning_depth predict`` uses its image functions.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional, Sequence, Union
+import os
+from pathlib import Path, PurePath
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from PIL import Image
 
-from lightning_depth.data.base import SourceDataModule
-from lightning_depth.data.loaders import Item, split_item
-from lightning_depth.data.transforms import hflip as flip_lr
-from lightning_depth.data.transforms import resize_like_cv2, to_chw_tensor
+from lightning_depth.data.base import DepthDataModule, SampleDataset
+from lightning_depth.data.layout import Folder, Layout, Sample, Source
+from lightning_depth.data.synth_diode import diode_samples
+from lightning_depth.data.transforms import (
+    check_size,
+    format_size,
+    random_hflip,
+    resize_like_cv2,
+    to_chw_tensor,
+)
+from lightning_depth.encoding import MAX_DEPTH, MIN_DEPTH, to_unit
 from lightning_depth.io.errors import DataError
 from lightning_depth.io.images import check_depth, read_npy, read_rgb
 
-PathLike = Union[str, Path]
-SampleFiles = tuple[Path, Path, Path]
+__all__ = [
+    "DIODEDataModule",
+    "DIODEDataset",
+    "DIODELayout",
+    "DIODETransform",
+    "image_to_tensor",
+    "list_diode_samples",
+    "load_diode_sample",
+    "preprocess_depth",
+    "read_depth_and_mask",
+    "synthesize_diode",
+]
 
+PathLike = Union[str, os.PathLike]
+
+SCENE_TYPES = ("indoors", "outdoor")
 DEPTH_SUFFIX = "_depth.npy"
 MASK_SUFFIX = "_depth_mask.npy"
-LAYOUT = "<root>/<split>/<scene type>/scene_*/scan_*/<id>.png with <id>_depth.npy and <id>_depth_mask.npy"
-
-# Constants of the reference preprocessing: the largest depth kept (m) and the lower clip.
-MAX_DEPTH = 300
-MIN_DEPTH = 0.1
-
-
-# -- listing -------------------------------------------------------------------------------
+LAYOUT = (
+    "<root>/<split>/<scene type>/scene_*/scan_*/<id>.png with <id>_depth.npy and "
+    "<id>_depth_mask.npy"
+)
 
 
-def _find_images(root: Path, splits: Sequence[str], scene_types: Sequence[str]) -> list[Path]:
-    images: list[Path] = []
-    for split in splits:
-        for scene_type in scene_types:
-            images.extend((root / split / scene_type).glob("scene_*/scan_*/*.png"))
-    return sorted(images)
-
-
-def list_diode_samples(
-    root: PathLike,
-    splits: Sequence[str] = ("val",),
-    scene_types: Sequence[str] = ("indoors", "outdoor"),
-) -> list[SampleFiles]:
-    """List ``(image, depth, mask)`` path triples under a DIODE root, sorted by path.
-
-    Args:
-        root: the folder holding the split folders (``train``, ``val``).
-        splits: split folders to read.
-        scene_types: scene type folders to read (``indoors``, ``outdoor``).
-
-    Returns:
-        Sorted list of ``(png, depth npy, mask npy)`` paths.
-
-    Raises:
-        DataError: no image is found (the message gives the folders searched and the
-            expected layout), or an image lacks its depth or mask file (named).
-    """
-    root = Path(root)
-    images = _find_images(root, splits, scene_types)
-    if not images:
-        searched = ", ".join(str(root / s / t) for s in splits for t in scene_types)
-        reason = "does not exist" if not root.exists() else "holds no samples"
-        raise DataError(
-            f"DIODE root {root} {reason}: searched {searched}; expected the layout {LAYOUT}"
-        )
-    samples = []
-    for image in images:
-        stem = image.name[: -len(".png")]
-        depth = image.with_name(stem + DEPTH_SUFFIX)
-        mask = image.with_name(stem + MASK_SUFFIX)
-        for path, what in ((depth, "depth"), (mask, "depth mask")):
-            if not path.is_file():
-                raise DataError(f"missing {what} file {path} for image {image}")
-        samples.append((image, depth, mask))
-    return samples
-
-
-# -- reading and preprocessing -------------------------------------------------------------
+# -- layout --------------------------------------------------------------------------------
 
 
 def read_depth_and_mask(depth_path: PathLike, mask_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -119,10 +90,95 @@ def read_depth_and_mask(depth_path: PathLike, mask_path: PathLike) -> tuple[np.n
     mask = mask.reshape(mask.shape[:2])
     if mask.shape != depth.shape:
         raise DataError(
-            f"depth mask file {mask_path} is {mask.shape[0]}x{mask.shape[1]} but depth file "
-            f"{depth_path} is {depth.shape[0]}x{depth.shape[1]} (H x W); they must match"
+            f"depth mask file {mask_path} is {format_size(mask.shape)} but depth file "
+            f"{depth_path} is {format_size(depth.shape)} (HxW); they must match"
         )
     return depth, mask > 0
+
+
+class DIODELayout(Layout):
+    """DIODE's layout (see the module docstring) for some splits and scene types.
+
+    Args:
+        splits: split folders to read (``train``, ``val``).
+        scene_types: scene type folders to read (``indoors``, ``outdoor``).
+    """
+
+    name = "DIODE"
+    description = LAYOUT
+    files = ("image", "depth", "depth mask")
+
+    def __init__(
+        self, splits: Sequence[str] = ("val",), scene_types: Sequence[str] = SCENE_TYPES
+    ) -> None:
+        self.splits = tuple(splits)
+        self.scene_types = tuple(scene_types)
+
+    def patterns(self) -> list[str]:
+        return [f"{s}/{t}/scene_*/scan_*/*.png" for s in self.splits for t in self.scene_types]
+
+    def companions(self, image: PurePath) -> tuple[PurePath, PurePath]:
+        stem = image.name[: -len(".png")]
+        return image.with_name(stem + DEPTH_SUFFIX), image.with_name(stem + MASK_SUFFIX)
+
+    def read(self, paths: Sequence[PathLike]) -> dict[str, np.ndarray]:
+        """``image`` uint8 (H, W, 3), ``depth`` (H, W) metres, ``mask`` bool (H, W), checked
+        (see :func:`read_depth_and_mask`; the image must have the depth's size)."""
+        image_path, depth_path, mask_path = paths
+        image = read_rgb(image_path)
+        depth, mask = read_depth_and_mask(depth_path, mask_path)
+        if image.shape[:2] != depth.shape:
+            raise DataError(
+                f"image {image_path} is {format_size(image.shape)} but depth file "
+                f"{depth_path} is {format_size(depth.shape)} (HxW); they must match"
+            )
+        return {"image": image, "depth": depth, "mask": mask}
+
+    def write(
+        self,
+        root: PathLike,
+        split: str,
+        scene_type: str,
+        scene: int,
+        scan: int,
+        view: int,
+        image: np.ndarray,
+        depth: np.ndarray,
+        mask: np.ndarray,
+    ) -> Path:
+        """Write one sample as DIODE stores it (depth 0 where invalid); returns the image path."""
+        folder = Path(root) / split / scene_type / f"scene_{scene:05d}" / f"scan_{scan:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{scene:05d}_{scan:05d}_{scene_type}_{view // 100:03d}_{view % 100:03d}"
+        Image.fromarray(image).save(folder / f"{stem}.png")
+        np.save(
+            folder / f"{stem}{DEPTH_SUFFIX}", np.where(mask, depth, 0).astype(np.float32)[..., None]
+        )
+        np.save(folder / f"{stem}{MASK_SUFFIX}", mask.astype(np.float32))
+        return folder / f"{stem}.png"
+
+
+def list_diode_samples(
+    root: Union[PathLike, Source],
+    splits: Sequence[str] = ("val",),
+    scene_types: Sequence[str] = SCENE_TYPES,
+) -> list[Sample]:
+    """``(image, depth, mask)`` triples under a DIODE folder (or in archives), sorted.
+
+    Args:
+        root: the folder holding the split folders, or a source such as an
+            :class:`~lightning_depth.data.archive.ArchiveSet`.
+        splits, scene_types: as :class:`DIODELayout`.
+
+    Raises:
+        DataError: no image is found (the message gives the folders searched and the
+            expected layout), or an image lacks its depth or mask file (named).
+    """
+    source = Folder(root) if isinstance(root, (str, os.PathLike)) else root
+    return DIODELayout(splits, scene_types).list(source)
+
+
+# -- transform -----------------------------------------------------------------------------
 
 
 def preprocess_depth(
@@ -130,13 +186,14 @@ def preprocess_depth(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The reference's depth preprocessing: clipped, masked log-depth, resized.
 
-    ``max_depth = min(300, percentile(depth, 99))`` over all pixels (invalid ones too, as the
-    original); depth is clipped to ``[0.1, max_depth]``; its log is taken where the mask is
-    valid; invalid pixels are set to 0.1 (the original leaves them uninitialised, we define
-    them as the lower clip bound); the result is clipped to ``[0.1, log(max_depth)]`` and
-    resized with OpenCV's float ``INTER_LINEAR``. The mask is resized with ``INTER_NEAREST``.
-    Numpy's type promotion is kept as in the original (a bound of exactly 300 m makes the
-    computation float64), and only the output is cast to float32.
+    ``max_depth = min(MAX_DEPTH, percentile(depth, 99))`` over all pixels (invalid ones too,
+    as the original); depth is clipped to ``[MIN_DEPTH, max_depth]``; its log is taken where
+    the mask is valid; invalid pixels are set to ``MIN_DEPTH`` (the original leaves them
+    uninitialised, we define them as the lower clip bound); the result is clipped to
+    ``[MIN_DEPTH, log(max_depth)]`` and resized with OpenCV's float ``INTER_LINEAR``. The mask
+    is resized with ``INTER_NEAREST``. Numpy's type promotion is kept as in the original (a
+    bound of exactly 300 m makes the computation float64), and only the output is cast to
+    float32.
 
     Args:
         depth: (H, W) metres, finite and >= 0.
@@ -151,7 +208,8 @@ def preprocess_depth(
         DataError: the 99th percentile of depth is 0 (over 99% of pixels are 0), where the
             reference would produce ``-inf``.
     """
-    max_depth = min(MAX_DEPTH, np.percentile(depth, 99))
+    # the reference's bound is the int 300: an int keeps numpy's type promotion as there
+    max_depth = min(int(MAX_DEPTH), np.percentile(depth, 99))
     if max_depth <= 0:
         raise DataError(
             f"depth file {source}: over 99% of pixels have depth 0, so the reference's "
@@ -165,24 +223,69 @@ def preprocess_depth(
     return target, resize_like_cv2(mask, size, interpolation="nearest")
 
 
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """The mono networks' input: uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [0, 1]
+    (:func:`~lightning_depth.encoding.to_unit`, as ``tf.image.convert_image_dtype``)."""
+    return to_chw_tensor(to_unit(image))
+
+
+class DIODETransform:
+    """DIODE's transform: the reference preprocessing at ``size``, then an optional flip.
+
+    Record (what shards store): ``image`` uint8 (H, W, 3) resized with OpenCV's fixed-point
+    ``INTER_LINEAR``, ``target`` float32 (H, W) log-depth and ``mask`` uint8 (H, W) (see
+    :func:`preprocess_depth`). Item: ``image`` (3, H, W) float32 in [0, 1]
+    (:func:`image_to_tensor`), ``target`` (1, H, W) float32, ``mask`` (1, H, W) bool, flipped
+    left-right together with probability 0.5 if ``hflip``.
+
+    Args:
+        size: output ``(H, W)``.
+        hflip: random horizontal flips.
+    """
+
+    fields = {"image": (np.uint8, 3), "target": (np.float32, 2), "mask": (np.uint8, 2)}
+
+    def __init__(self, size: Sequence[int] = (256, 256), hflip: bool = False) -> None:
+        self.size = check_size(size, "size")
+        self.hflip = hflip
+
+    def record(self, arrays: dict[str, np.ndarray], files: Sequence[str]) -> dict[str, np.ndarray]:
+        target, mask = preprocess_depth(arrays["depth"], arrays["mask"], self.size, files[1])
+        return {
+            "image": np.ascontiguousarray(resize_like_cv2(arrays["image"], self.size)),
+            "target": np.ascontiguousarray(target),
+            "mask": np.ascontiguousarray(mask, dtype=np.uint8),
+        }
+
+    def __call__(
+        self,
+        record: dict[str, np.ndarray],
+        generator: Optional[torch.Generator] = None,
+        where: str = "sample",
+    ) -> dict[str, torch.Tensor]:
+        got = record["image"].shape[:2]
+        if tuple(got) != self.size:
+            want = format_size(self.size)
+            raise DataError(
+                f"{where} holds {format_size(got)} (HxW) samples but size is {want}; run "
+                f"`lightning_depth prepare diode --size {want}` or set size to the shards' size"
+            )
+        image = image_to_tensor(record["image"])
+        target = to_chw_tensor(record["target"])
+        mask = to_chw_tensor(record["mask"] > 0)
+        if self.hflip:
+            image, target, mask = random_hflip(image, target, mask, generator=generator)
+        return {"image": image, "target": target, "mask": mask}
+
+
 def load_diode_sample(
     image_path: PathLike,
     depth_path: PathLike,
     mask_path: PathLike,
     size: tuple[int, int] = (256, 256),
 ) -> dict[str, torch.Tensor]:
-    """Read one DIODE sample and preprocess it as the reference does.
-
-    Image: RGB uint8, resized with OpenCV's fixed-point ``INTER_LINEAR``, then scaled to [0, 1]
-    as ``tf.image.convert_image_dtype`` does (``x * float32(1/255)``, which differs from
-    ``x / 255`` in the last bit for some values). Depth: see :func:`preprocess_depth`.
-    All inputs are validated before any of this.
-
-    Args:
-        image_path: ``<id>.png``.
-        depth_path: ``<id>_depth.npy``.
-        mask_path: ``<id>_depth_mask.npy``.
-        size: output ``(H, W)``.
+    """Read one DIODE sample and preprocess it as the reference does (:class:`DIODETransform`
+    without flips).
 
     Returns:
         ``image`` (3, H, W) float32 in [0, 1], ``target`` (1, H, W) float32 log-depth,
@@ -191,299 +294,148 @@ def load_diode_sample(
     Raises:
         DataError: a file is missing, unreadable or invalid, or the sizes disagree.
     """
-    image = read_rgb(image_path)
-    depth, mask = read_depth_and_mask(depth_path, mask_path)
-    if image.shape[:2] != depth.shape:
-        raise DataError(
-            f"image {image_path} is {image.shape[0]}x{image.shape[1]} but depth file "
-            f"{depth_path} is {depth.shape[0]}x{depth.shape[1]} (H x W); they must match"
-        )
-    image = resize_like_cv2(image, size).astype(np.float32) * np.float32(1 / 255)
-    target, mask = preprocess_depth(depth, mask, size, source=depth_path)
-    return {
-        "image": to_chw_tensor(image),
-        "target": to_chw_tensor(target),
-        "mask": to_chw_tensor(mask),
-    }
+    files = [str(image_path), str(depth_path), str(mask_path)]
+    transform = DIODETransform(size)
+    return transform(transform.record(DIODELayout().read(files), files))
 
 
-# -- datasets ------------------------------------------------------------------------------
+# -- dataset and DataModule ----------------------------------------------------------------
 
 
-class MonoDepthFilesDataset(Dataset):
-    """Base dataset over ``(image, depth, mask)`` file triples.
-
-    Does the reading and preprocessing (:func:`load_diode_sample`), the augmentation (a
-    random horizontal flip of image, target and mask together, drawn from torch's RNG, which
-    DataLoader seeds per worker) and tensor conversion. Subclasses only list files.
+class DIODEDataset(SampleDataset):
+    """DIODE samples from a folder (or archives); items as :class:`DIODETransform`'s plus
+    ``name`` (the sample id).
 
     Args:
-        files: ``(image, depth, mask)`` path triples.
+        samples: ``(image, depth, mask)`` paths (see :func:`list_diode_samples`).
         size: output ``(H, W)``.
         hflip: flip each sample left-right with probability 0.5.
-
-    Items are dicts: ``image`` (3, H, W) float32 in [0, 1], ``target`` (1, H, W) float32
-    log-depth, ``mask`` (1, H, W) bool, ``name`` str (the sample id).
+        source: where the files are (default: paths as they are; or an
+            :class:`~lightning_depth.data.archive.ArchiveSet`).
     """
 
     def __init__(
         self,
-        files: Sequence[tuple[PathLike, PathLike, PathLike]],
-        size: tuple[int, int] = (256, 256),
+        samples: Sequence[Sequence[PathLike]],
+        size: Sequence[int] = (256, 256),
         hflip: bool = False,
+        source: Optional[Source] = None,
     ) -> None:
-        self.files = [tuple(Path(p) for p in triple) for triple in files]
-        if any(len(triple) != 3 for triple in self.files):
-            raise ValueError("files must be (image, depth, mask) path triples")
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"size must be (H, W) with H, W >= 1, got {size}")
-        self.size = (int(size[0]), int(size[1]))
-        self.hflip = hflip
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def sample_name(self, index: int) -> str:
-        return self.files[index][0].stem
-
-    def __getitem__(self, item: Item) -> dict:
-        # (index, seed) from the training sampler makes the flip reproducible on resume
-        index, generator = split_item(item)
-        image, depth, mask = self.files[index]
-        sample = load_diode_sample(image, depth, mask, size=self.size)
-        if self.hflip and bool(torch.rand((), generator=generator) < 0.5):
-            sample["image"], sample["target"], sample["mask"] = flip_lr(
-                sample["image"], sample["target"], sample["mask"]
-            )
-        sample["name"] = self.sample_name(index)
-        return sample
-
-
-class DIODEDataset(MonoDepthFilesDataset):
-    """DIODE samples; build from a root folder with :meth:`from_root`."""
+        super().__init__(DIODELayout(), samples, DIODETransform(size, hflip), source)
 
     @classmethod
     def from_root(
         cls,
         root: PathLike,
         splits: Sequence[str] = ("val",),
-        scene_types: Sequence[str] = ("indoors", "outdoor"),
-        size: tuple[int, int] = (256, 256),
+        scene_types: Sequence[str] = SCENE_TYPES,
+        size: Sequence[int] = (256, 256),
         hflip: bool = False,
     ) -> DIODEDataset:
         return cls(list_diode_samples(root, splits, scene_types), size=size, hflip=hflip)
 
 
-# -- splitting and the DataModule ----------------------------------------------------------
-
-
-def _check_fractions(fractions: Sequence[float]) -> list[float]:
-    fractions = [float(f) for f in fractions]
-    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be >= 0 and sum to 1, got {tuple(fractions)}")
-    return fractions
-
-
-def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
-    """Sizes of a split of ``n`` items by ``fractions`` (summing to 1).
-
-    Largest-remainder rounding, then every part with a non-zero fraction gets at least one
-    item (taken from the largest part).
-
-    Raises:
-        ValueError: fractions negative or not summing to 1.
-        DataError: fewer items than parts with a non-zero fraction.
-    """
-    fractions = _check_fractions(fractions)
-    wanted = sum(f > 0 for f in fractions)
-    if n < wanted:
-        raise DataError(
-            f"cannot split {n} samples into {wanted} non-empty parts (fractions "
-            f"{tuple(fractions)}); need at least {wanted} samples"
-        )
-    exact = [f * n for f in fractions]
-    counts = [int(np.floor(e)) for e in exact]
-    by_remainder = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
-    for i in by_remainder[: n - sum(counts)]:
-        counts[i] += 1
-    for i, f in enumerate(fractions):
-        if f > 0 and counts[i] == 0:
-            counts[int(np.argmax(counts))] -= 1
-            counts[i] = 1
-    return counts
-
-
-def split_files(files: Sequence, fractions: Sequence[float], seed: int) -> list[list]:
-    """The DataModule's seeded train/val/test split of a sorted sample list.
-
-    Args:
-        files: samples, sorted (folder paths, archive members: any items).
-        fractions: train/val/test fractions summing to 1 (see :func:`split_counts`).
-        seed: seed of the permutation.
-
-    Returns:
-        ``[train, val, test]``, each in the order of ``files``.
-    """
-    counts = split_counts(len(files), fractions)
-    order = np.random.default_rng(seed).permutation(len(files))
-    parts = np.split(order, np.cumsum(counts)[:-1])
-    return [[files[i] for i in sorted(part)] for part in parts]
-
-
-class DIODEDataModule(SourceDataModule):
+class DIODEDataModule(DepthDataModule):
     """DIODE monocular depth: a seeded train/val/test split of the samples under ``root``.
 
     Batches (all loaders) are dicts with ``image`` (B, 3, H, W) float32 in [0, 1],
     ``target`` (B, 1, H, W) float32 log-depth (see :func:`preprocess_depth`), ``mask``
     (B, 1, H, W) bool (valid depth) and ``name`` (list of B sample ids), with
-    ``(H, W) = size``.
-
-    Every listed sample falls in exactly one of train/val/test; each split with a non-zero
-    fraction gets at least one sample. Only train is shuffled and flipped; predict uses the
-    test split. The split is drawn from ``seed`` over the sorted file list, so it is the same
-    on every machine and rank.
+    ``(H, W) = size``: every split is resized to it, as the reference does.
 
     Args:
         root: DIODE root folder (holding ``val/`` and/or ``train/``).
         splits: split folders to read samples from.
         scene_types: scene types to read (``indoors``, ``outdoor``).
-        fractions: train/val/test fractions, summing to 1.
-        seed: seed of the split.
-        size: network input ``(H, W)``.
+        val_fraction, test_fraction: shares held out (the paper's 80/10/10 by default).
+        size: network input ``[H, W]``; samples are resized to it.
         hflip: random horizontal flips on the train split.
         batch_size: train batch size.
-        eval_batch_size: val/test/predict batch size (default ``batch_size``).
-        num_workers: DataLoader workers.
-        pin_memory: pin batches (for GPU training).
-        persistent_workers: keep workers between epochs (only used with ``num_workers > 0``).
         synth_samples: if > 0 and ``root`` holds no samples, ``prepare_data`` writes that many
             generated samples there first (a demo can point at a cache folder).
-        synth_size: generated image size ``(W, H)`` (as the real data's 1024x768).
+        synth_size: generated image size ``[H, W]`` (the real data's is 768x1024).
         synth_seed: seed of the generator.
-        source: where samples come from: ``"folder"`` (``root``), ``"archive"`` (the
-            original ``val.tar.gz`` / ``train.tar.gz`` read in place, see
-            :mod:`~lightning_depth.data.archive`) or ``"shards"`` (written by
-            ``lightning_depth prepare diode``, see :mod:`~lightning_depth.data.streaming`).
-            Each gives the same samples in the same split.
-        archives: the archive files, for ``source="archive"``.
-        shards: shard folder or ``s3://bucket/prefix`` holding ``train/``, ``val/``, ``test/``,
-            for ``source="shards"``; its samples are already resized (``size`` must be the
-            one given to ``prepare``, checked per item) and split (``splits``,
-            ``scene_types``, ``fractions`` and the split ``seed`` are ``prepare``'s;
-            ``seed`` still seeds the shuffle and flips).
-        cache_dir: download cache for remote shards (default: a fresh temporary folder per
-            run, as a stale litdata cache can hang); for archives, where their member indexes
-            are kept (default: indexed again in every run).
-        endpoint_url: S3-compatible endpoint for ``s3://`` shards.
+        **kwargs: the other arguments of :class:`~lightning_depth.data.base.DepthDataModule`
+            (``seed``, ``eval_batch_size``, ``num_workers``, ``pin_memory``,
+            ``persistent_workers``, ``source``, ``archives``, ``shards``, ``cache_dir``,
+            ``endpoint_url``). Shards hold samples already resized: ``size`` must be the one
+            given to ``prepare`` (checked per item).
     """
 
     def __init__(
         self,
         root: str,
         splits: tuple[str, ...] = ("val",),
-        scene_types: tuple[str, ...] = ("indoors", "outdoor"),
-        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        seed: int = 42,
+        scene_types: tuple[str, ...] = SCENE_TYPES,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         size: tuple[int, int] = (256, 256),
         hflip: bool = True,
         batch_size: int = 8,
-        eval_batch_size: Optional[int] = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
         synth_samples: int = 0,
-        synth_size: tuple[int, int] = (256, 192),
+        synth_size: tuple[int, int] = (192, 256),
         synth_seed: int = 0,
-        source: str = "folder",
-        archives: Optional[list[str]] = None,
-        shards: Optional[str] = None,
-        cache_dir: Optional[str] = None,
-        endpoint_url: Optional[str] = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.check_source(source, archives, shards, batch_size, eval_batch_size)
-        if len(fractions) != 3:
-            raise ValueError(f"fractions must be (train, val, test), got {fractions}")
-        _check_fractions(fractions)
-        self.save_hyperparameters()
-        self.root = Path(root)
-        self.splits = tuple(splits)
-        self.scene_types = tuple(scene_types)
-        self.fractions = tuple(float(f) for f in fractions)
-        self.seed = seed
-        self.size = tuple(size)
-        self.hflip = hflip
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        super().__init__(
+            root,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            size=size,
+            hflip=hflip,
+            batch_size=batch_size,
+            **kwargs,
+        )
+        self.layout = DIODELayout(splits, scene_types)
         self.synth_samples = synth_samples
-        self.synth_size = tuple(synth_size)
+        self.synth_size = check_size(synth_size, "synth_size")
         self.synth_seed = synth_seed
-        self.train_files: list[SampleFiles] = []
-        self.val_files: list[SampleFiles] = []
-        self.test_files: list[SampleFiles] = []
-        self._is_setup = False
 
-    def prepare_data(self) -> None:
-        self.index_archives()
-        if self.hparams.source != "folder":
-            return
-        if self.synth_samples > 0 and not _find_images(self.root, self.splits, self.scene_types):
-            from lightning_depth.data.synth import synthesize_diode
+    def make_transform(self, training: bool) -> DIODETransform:
+        return DIODETransform(self.size, hflip=self.hflip and training)
 
-            synthesize_diode(
-                self.root,
-                n=self.synth_samples,
-                size=self.synth_size,
-                seed=self.synth_seed,
-                split=self.splits[0],
-                scene_types=self.scene_types,
-            )
+    @property
+    def synth_requested(self) -> bool:
+        return self.synth_samples > 0
 
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self._is_setup:
-            return
-        source = self.hparams.source
-        if source == "shards":
-            self._setup_shards()
-            self._is_setup = True
-            return
-        if source == "archive":
-            from lightning_depth.data.archive import (
-                ArchiveSet,
-                DIODEArchiveDataset,
-                list_diode_archive,
-            )
-
-            archives = ArchiveSet(self.hparams.archives, index_dir=self.hparams.cache_dir)
-            files = list_diode_archive(archives, self.splits, self.scene_types)
-
-            def make(files: list, hflip: bool = False) -> Dataset:
-                return DIODEArchiveDataset(archives, files, size=self.size, hflip=hflip)
-        else:
-            files = list_diode_samples(self.root, self.splits, self.scene_types)
-
-            def make(files: list, hflip: bool = False) -> Dataset:
-                return DIODEDataset(files, size=self.size, hflip=hflip)
-
-        self.train_files, self.val_files, self.test_files = split_files(
-            files, self.fractions, self.seed
+    def synthesize(self) -> None:
+        synthesize_diode(
+            self.root,
+            n=self.synth_samples,
+            size=self.synth_size,
+            seed=self.synth_seed,
+            split=self.layout.splits[0],
+            scene_types=self.layout.scene_types,
         )
-        self.train_set = make(self.train_files, hflip=self.hflip)
-        self.val_set = make(self.val_files)
-        self.test_set = make(self.test_files)
-        self._is_setup = True
 
-    def _setup_shards(self) -> None:
-        # Built here, not in __init__: litdata reads the DDP rank when the dataset is made.
-        from lightning_depth.data.streaming import DIODEStreamingDataset
 
-        hp = self.hparams
-        common = dict(
-            seed=self.seed, size=self.size, cache_dir=hp.cache_dir, endpoint_url=hp.endpoint_url
-        )
-        base = hp.shards.rstrip("/")
-        self.train_set = DIODEStreamingDataset(
-            f"{base}/train", hflip=self.hflip, shuffle=True, **common
-        )
-        self.val_set = DIODEStreamingDataset(f"{base}/val", drop_last=False, **common)
-        self.test_set = DIODEStreamingDataset(f"{base}/test", drop_last=False, **common)
+def synthesize_diode(
+    out: PathLike,
+    n: int,
+    size: Sequence[int] = (192, 256),
+    seed: int = 0,
+    split: str = "val",
+    scene_types: Sequence[str] = SCENE_TYPES,
+    scenes_per_type: int = 2,
+    scans_per_scene: int = 2,
+) -> list[Path]:
+    """Write ``n`` rendered samples (:func:`~lightning_depth.data.synth_diode.diode_samples`)
+    in DIODE's layout, named as the real data:
+    ``<out>/<split>/<type>/scene_<SSSSS>/scan_<CCCCC>/<SSSSS>_<CCCCC>_<type>_<VVV>_<KKK>.png``
+    with ``<id>_depth.npy`` (float32 (H, W, 1) metres, 0 where invalid) and
+    ``<id>_depth_mask.npy`` (float32 (H, W), 1 valid / 0 invalid).
+
+    Args:
+        out: root folder (created if missing).
+        n: number of samples (>= 1).
+        size: image size ``(H, W)``.
+        seed: base seed; sample ``i`` depends only on ``(seed, i)``.
+        split: split folder name (``train`` or ``val`` in the real data).
+        scene_types, scenes_per_type, scans_per_scene: as ``diode_samples``.
+
+    Returns:
+        The written image paths, in sample order.
+    """
+    samples = diode_samples(n, size, seed, scene_types, scenes_per_type, scans_per_scene)
+    layout = DIODELayout((split,), scene_types)
+    return [layout.write(out, split, **sample) for sample in samples]

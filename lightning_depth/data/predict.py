@@ -4,6 +4,10 @@ Used by ``lightning_depth predict --config configs/predict/{mono,stereo}.yaml``;
 carry no targets. Images keep their own size (the tasks pad them to the network's multiple
 and crop back), so the default batch size is 1; give ``size`` (mono) to resize every image
 to the training resolution instead, as the training preprocessing does.
+
+Inputs go through the very functions training uses (:func:`~lightning_depth.data.diode.
+image_to_tensor` after the same OpenCV-exact resize; :func:`~lightning_depth.data.monkaa.
+normalize_pair`), so a network sees at predict time what it saw in training.
 """
 
 from __future__ import annotations
@@ -11,14 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import kornia
 import lightning as L
-import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_depth.data.monkaa import IMAGENET_MEAN, IMAGENET_STD
-from lightning_depth.data.transforms import resize_like_cv2, to_chw_tensor
+from lightning_depth.data.diode import image_to_tensor
+from lightning_depth.data.monkaa import normalize_pair
+from lightning_depth.data.transforms import check_size, format_size, resize_like_cv2
 from lightning_depth.io.errors import DataError
 from lightning_depth.io.images import read_rgb
 
@@ -157,7 +159,7 @@ def list_stereo_pairs(inputs: StereoInputs) -> list[tuple[Path, Path, str]]:
 class ImageFilesDataset(Dataset):
     """Images for mono prediction.
 
-    Items: ``image`` (3, H, W) float32 in [0, 1] (scaled as the training data), ``name``.
+    Items: ``image`` (3, H, W) float32 in [0, 1] (as the DIODE training data), ``name``.
 
     Args:
         files: ``(path, name)`` pairs (see :func:`list_images`).
@@ -167,7 +169,7 @@ class ImageFilesDataset(Dataset):
 
     def __init__(self, files: Sequence[tuple[Path, str]], size: Optional[tuple[int, int]] = None):
         self.files = [(Path(p), n) for p, n in files]
-        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.size = None if size is None else check_size(size, "size")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -177,16 +179,14 @@ class ImageFilesDataset(Dataset):
         image = read_rgb(path)
         if self.size is not None:
             image = resize_like_cv2(image, self.size)
-        # x * float32(1/255) as the training preprocessing (tf.image.convert_image_dtype).
-        image = image.astype(np.float32) * np.float32(1 / 255)
-        return {"image": to_chw_tensor(image), "name": name}
+        return {"image": image_to_tensor(image), "name": name}
 
 
 class StereoPairsDataset(Dataset):
     """Stereo pairs for prediction.
 
-    Items: ``left``, ``right`` (3, H, W) float32 ImageNet-normalised (as
-    :class:`~lightning_depth.data.monkaa.MonkaaDataset`), ``name``.
+    Items: ``left``, ``right`` (3, H, W) float32 ImageNet-normalised (as the Monkaa training
+    data), ``name``.
 
     Args:
         pairs: ``(left, right, name)`` triples (see :func:`list_stereo_pairs`).
@@ -203,13 +203,10 @@ class StereoPairsDataset(Dataset):
         left, right = read_rgb(left_path), read_rgb(right_path)
         if left.shape != right.shape:
             raise DataError(
-                f"left image {left_path} is {left.shape[1]}x{left.shape[0]} but right image "
-                f"{right_path} is {right.shape[1]}x{right.shape[0]} (WxH); they must match"
+                f"left image {left_path} is {format_size(left.shape)} but right image "
+                f"{right_path} is {format_size(right.shape)} (HxW); they must match"
             )
-        images = torch.from_numpy(np.stack([left, right])).permute(0, 3, 1, 2).float() / 255.0
-        images = kornia.enhance.normalize(
-            images, torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-        )
+        images = normalize_pair(left, right)
         return {"left": images[0].contiguous(), "right": images[1].contiguous(), "name": name}
 
 
@@ -235,13 +232,15 @@ class MonoPredictDataModule(_PredictDataModule):
 
     Args:
         inputs: an image file, a folder of images (recursive) or a list of both.
-        size: optional ``(H, W)`` to resize every image to (e.g. the training size, 256x256
+        size: optional ``[H, W]`` to resize every image to (e.g. the training size, 256x256
             for DIODE); default: each image at its own size (padded by the task to a multiple
             of ``2**depth`` and cropped back). With ``size=None`` and ``batch_size > 1`` all
             images must share one size.
         batch_size: images per batch.
         num_workers: DataLoader workers.
     """
+
+    input_keys = ("image",)
 
     def __init__(
         self,
@@ -252,7 +251,7 @@ class MonoPredictDataModule(_PredictDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers)
         self.inputs = inputs
-        self.size = size
+        self.size = None if size is None else check_size(size, "size")
 
     def setup(self, stage: Optional[str] = None) -> None:
         self.dataset = ImageFilesDataset(list_images(self.inputs), size=self.size)
@@ -268,6 +267,8 @@ class StereoPredictDataModule(_PredictDataModule):
         batch_size: pairs per batch (with ``> 1`` all pairs must share one size).
         num_workers: DataLoader workers.
     """
+
+    input_keys = ("left", "right")
 
     def __init__(self, inputs: StereoInputs, batch_size: int = 1, num_workers: int = 0) -> None:
         super().__init__(batch_size, num_workers)

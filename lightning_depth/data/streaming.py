@@ -1,15 +1,13 @@
-"""DIODE and Monkaa from litdata shards (``lightning_depth prepare``), local or in object storage.
+"""Samples from litdata shards (the source ``"shards"``, written by ``lightning_depth prepare``),
+local or in object storage.
 
 A shard folder holds one split (``<out>/train``, ``<out>/val``, ``<out>/test``) as litdata
-chunks of already decoded samples:
+chunks of *records*: a sample's name and the arrays its dataset's transform computes before
+anything random (its ``record``; e.g. DIODE's resized image and log-depth target, Monkaa's
+full-resolution pair and disparity). Reading applies the rest of the same transform (flip,
+crop, normalise), so a sample from shards equals the same sample from the folder.
 
-- DIODE: ``image`` uint8 (H, W, 3) resized to the training size, ``target`` float32 (H, W)
-  log-depth and ``mask`` uint8 (H, W), exactly what :func:`~lightning_depth.data.diode.
-  load_diode_sample` computes, so only the random flip is left to do when reading;
-- Monkaa: ``left``/``right`` uint8 (H, W, 3) and ``disparity`` float32 (H, W) at full
-  resolution, cropped or padded when reading (training crops are random).
-
-The datasets are litdata ``StreamingDataset`` s: under DDP (detected when they are built,
+A :class:`ShardDataset` is a litdata ``StreamingDataset``: under DDP (detected when it is built,
 which is why the DataModules build them in ``setup()``) each process and worker reads its own
 chunks; shuffling is seeded by ``(seed, epoch)`` and a ``StreamingDataLoader`` has a
 ``state_dict`` that Lightning stores in checkpoints, so a resumed run continues mid-epoch.
@@ -35,18 +33,11 @@ import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
 
+from lightning_depth.data.layout import SampleTransform
 from lightning_depth.data.loaders import augmentation_seed
-from lightning_depth.data.monkaa import MonkaaDataset
-from lightning_depth.data.transforms import hflip as flip_lr
-from lightning_depth.data.transforms import to_chw_tensor
 from lightning_depth.io.errors import DataError
 
-__all__ = [
-    "DIODEStreamingDataset",
-    "MonkaaStreamingDataset",
-    "StreamingDataLoader",
-    "storage_options",
-]
+__all__ = ["ShardDataset", "StreamingDataLoader", "storage_options"]
 
 
 def storage_options(endpoint_url: Optional[str] = None) -> dict[str, Any]:
@@ -78,14 +69,25 @@ def _allow_plain_http() -> None:
         downloader._OBSTORE_CLIENT_OPTIONS = {**options, "allow_http": True}
 
 
-class _ShardDataset(StreamingDataset):
-    """Reads a sample, checks its fields, and names the shard chunk when it cannot."""
+class ShardDataset(StreamingDataset):
+    """One split's shards, read through a dataset's transform.
 
-    fields: dict[str, tuple[type, int]] = {}
+    Items as the same dataset's folder items: ``transform(record)`` plus ``name``.
+
+    Args:
+        input_dir: shard folder of one split, local or ``s3://bucket/prefix``.
+        transform: the dataset's transform (its ``fields`` are checked per record).
+        shuffle: seeded shuffling (training).
+        seed: seed of the shuffle and of the random augmentation.
+        cache_dir: download cache for remote shards (default: a fresh temporary folder).
+        endpoint_url: S3-compatible endpoint, e.g. ``http://127.0.0.1:9000``.
+        drop_last: litdata's (``None``: on under DDP only).
+    """
 
     def __init__(
         self,
         input_dir: str,
+        transform: SampleTransform,
         shuffle: bool = False,
         seed: int = 42,
         cache_dir: Optional[str] = None,
@@ -103,6 +105,8 @@ class _ShardDataset(StreamingDataset):
             drop_last=drop_last,
             storage_options=storage_options(endpoint_url),
         )
+        # not ``transform``: litdata applies an attribute of that name to the raw record
+        self.sample_transform = transform
         self.input_dir_name = str(input_dir)
         self.aug_seed = seed
 
@@ -118,7 +122,8 @@ class _ShardDataset(StreamingDataset):
             chunk = "(unknown chunk)"
         return f"{self.input_dir_name}/{chunk}"
 
-    def read_sample(self, index: Any) -> tuple[dict, int]:
+    def read_record(self, index: Any) -> tuple[dict, int]:
+        """The record at ``index`` with its fields checked, and the sample's number."""
         try:
             data = super().__getitem__(index)
         except DataError:
@@ -129,12 +134,13 @@ class _ShardDataset(StreamingDataset):
                 f"({type(e).__name__}: {e})"
             ) from e
         number = int(getattr(index, "index", index))
-        if not isinstance(data, dict) or any(k not in data for k in self.fields):
+        fields = self.sample_transform.fields
+        if not isinstance(data, dict) or any(k not in data for k in ("name", *fields)):
             raise DataError(
                 f"shard {self._chunk_name(index)}: sample {number} lacks the fields "
-                f"{sorted(self.fields)}; was it written by `lightning_depth prepare`?"
+                f"{sorted(fields)}; was it written by `lightning_depth prepare`?"
             )
-        for key, (dtype, ndim) in self.fields.items():
+        for key, (dtype, ndim) in fields.items():
             value = data[key]
             if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim:
                 got = f"{getattr(value, 'dtype', type(value).__name__)} {np.shape(value)}"
@@ -144,105 +150,15 @@ class _ShardDataset(StreamingDataset):
                 )
         return data, number
 
-    def generator(self, number: int) -> torch.Generator:
+    def __getitem__(self, index: Any) -> dict:
+        record, number = self.read_record(index)
+        # the augmentation of a sample is a function of (seed, epoch, sample), as in
+        # loaders.SeededShuffleSampler
         seed = augmentation_seed(self.aug_seed, self.current_epoch, number)
-        return torch.Generator().manual_seed(seed)
-
-
-class DIODEStreamingDataset(_ShardDataset):
-    """DIODE samples from shards written by ``lightning_depth prepare diode``.
-
-    Items as :class:`~lightning_depth.data.diode.DIODEDataset`'s: ``image`` (3, H, W) float32
-    in [0, 1], ``target`` (1, H, W) float32, ``mask`` (1, H, W) bool, ``name`` str.
-
-    Args:
-        input_dir: shard folder of one split, local or ``s3://bucket/prefix``.
-        shuffle: seeded shuffling (training).
-        seed: seed of the shuffle and of the flips.
-        hflip: flip each sample left-right with probability 0.5.
-        size: expected ``(H, W)``; an item of another size raises (``None``: no check).
-        cache_dir: download cache for remote shards (default: a fresh temporary folder).
-        endpoint_url: S3-compatible endpoint, e.g. ``http://127.0.0.1:9000``.
-        drop_last: litdata's (``None``: on under DDP only).
-    """
-
-    fields = {"image": (np.uint8, 3), "target": (np.float32, 2), "mask": (np.uint8, 2)}
-
-    def __init__(
-        self,
-        input_dir: str,
-        hflip: bool = False,
-        size: Optional[tuple[int, int]] = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(input_dir, **kwargs)
-        self.hflip = hflip
-        self.size = None if size is None else (int(size[0]), int(size[1]))
-
-    def __getitem__(self, index: Any) -> dict:
-        data, number = self.read_sample(index)
-        got = data["image"].shape[:2]
-        if self.size is not None and tuple(got) != self.size:
-            raise DataError(
-                f"shard {self._chunk_name(index)} holds {got[0]}x{got[1]} (H x W) samples but "
-                f"size is {self.size[0]}x{self.size[1]}; run `lightning_depth prepare diode "
-                f"--size {self.size[0]} {self.size[1]}` or set size to the shards' size"
-            )
-        # The folder path scales by float32(1/255), not / 255; keep the same bits.
-        image = torch.from_numpy(data["image"].astype(np.float32) * np.float32(1 / 255))
-        sample = {
-            "image": image.permute(2, 0, 1).contiguous(),
-            "target": to_chw_tensor(data["target"]),
-            "mask": to_chw_tensor(data["mask"] > 0),
-        }
-        if self.hflip and bool(torch.rand((), generator=self.generator(number)) < 0.5):
-            sample["image"], sample["target"], sample["mask"] = flip_lr(
-                sample["image"], sample["target"], sample["mask"]
-            )
-        sample["name"] = str(data["name"])
-        return sample
-
-
-class MonkaaStreamingDataset(_ShardDataset):
-    """Monkaa samples from shards written by ``lightning_depth prepare monkaa``.
-
-    Items as :class:`~lightning_depth.data.monkaa.MonkaaDataset`'s (``left``, ``right``,
-    ``disparity``, ``name``), cropped or padded by the same code.
-
-    Args:
-        input_dir: shard folder of one split, local or ``s3://bucket/prefix``.
-        training: random crops (seeded per sample and epoch) if true, else the evaluation
-            transform.
-        crop_size, eval_mode, eval_size: as :class:`~lightning_depth.data.monkaa.MonkaaDataset`.
-        **kwargs: ``shuffle``, ``seed``, ``cache_dir``, ``endpoint_url``, ``drop_last``.
-    """
-
-    fields = {"left": (np.uint8, 3), "right": (np.uint8, 3), "disparity": (np.float32, 2)}
-
-    def __init__(
-        self,
-        input_dir: str,
-        training: bool = False,
-        crop_size: tuple[int, int] = (256, 512),
-        eval_mode: str = "crop",
-        eval_size: Optional[tuple[int, int]] = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(input_dir, **kwargs)
-        self.training = training
-        # The file dataset with no files does the cropping, padding and normalisation.
-        self.transform_with = MonkaaDataset(
-            [], training=training, crop_size=crop_size, eval_mode=eval_mode, eval_size=eval_size
+        item = self.sample_transform(
+            record,
+            generator=torch.Generator().manual_seed(seed),
+            where=f"shards {self.input_dir_name} (sample {number})",
         )
-
-    def __getitem__(self, index: Any) -> dict:
-        data, number = self.read_sample(index)
-        generator = self.generator(number) if self.training else None
-        return self.transform_with.make_item(
-            data["left"],
-            data["right"],
-            data["disparity"],
-            str(data["name"]),
-            source=f"{self.input_dir_name} sample {number}",
-            generator=generator,
-        )
+        item["name"] = str(record["name"])
+        return item

@@ -1,11 +1,13 @@
-"""Synthetic 3D scenes ray-cast from a pinhole camera, and a DIODE-layout dataset writer.
+"""Synthetic 3D scenes ray-cast from a pinhole camera.
 
-Tests and demos never download data: they train on scenes rendered here, written in the real
-on-disk layouts. A scene is a textured room (indoors, 0.5-11 m) or a street with buildings and
-sky (outdoor, up to ~60 m) with a few boxes and spheres. Textures are functions of the 3D hit
-point, so a second camera (stereo) sees the same surface colours, and the image carries depth
-cues a small network can learn quickly: world-sized textures shrink with distance, Lambertian
-shading, and darkening (indoors) or haze (outdoors) with depth.
+Tests and demos never download data: they train on scenes rendered here (sequenced by
+:mod:`~lightning_depth.data.synth_diode` and :mod:`~lightning_depth.data.synth_monkaa`) and
+written in the real on-disk layouts. A scene is a textured room (indoors, 0.5-11 m) or a
+street with buildings and sky (outdoor, up to ~60 m) with a few boxes and spheres. Textures
+are functions of the 3D hit point, so a second camera (stereo) sees the same surface colours,
+and the image carries depth cues a small network can learn quickly: world-sized textures
+shrink with distance, Lambertian shading, and darkening (indoors) or haze (outdoors) with
+depth.
 
 Conventions: camera frame x right, y down, z forward; ray directions are ``(x, y, 1)`` in the
 camera frame, so the ray parameter of a hit is its z-depth.
@@ -21,11 +23,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
 SCENE_KINDS = ("indoors", "outdoor")
 
@@ -418,84 +418,3 @@ def render_scene(
             )
         out["right"] = _to_uint8(right_color, height, width)
     return out
-
-
-# -- DIODE layout --------------------------------------------------------------------------
-
-
-def synthesize_diode(
-    out: Union[str, Path],
-    n: int,
-    size: tuple[int, int] = (256, 192),
-    seed: int = 0,
-    split: str = "val",
-    scene_types: Sequence[str] = SCENE_KINDS,
-    scenes_per_type: int = 2,
-    scans_per_scene: int = 2,
-) -> list[Path]:
-    """Write ``n`` rendered samples in DIODE's on-disk layout.
-
-    Layout (as the real data)::
-
-        <out>/<split>/<type>/scene_<SSSSS>/scan_<CCCCC>/<SSSSS>_<CCCCC>_<type>_<VVV>_<KKK>.png
-        ... <id>_depth.npy       float32 (H, W, 1) metres, 0 where invalid
-        ... <id>_depth_mask.npy  float32 (H, W), 1 valid / 0 invalid
-
-    Samples go round-robin over ``scene_types`` x scenes x scans; scene and scan numbers are
-    unique across types. Sample ``i`` is rendered from ``default_rng([seed, i])``, so a larger
-    ``n`` adds files without changing the first ones.
-
-    Args:
-        out: root folder (created if missing).
-        n: number of samples (>= 1).
-        size: image size ``(W, H)``, as the real data's 1024x768 is written.
-        seed: base seed.
-        split: split folder name (``train`` or ``val`` in the real data).
-        scene_types: subset of ``("indoors", "outdoor")``.
-        scenes_per_type: scene folders per type.
-        scans_per_scene: scan folders per scene.
-
-    Returns:
-        The written image paths, in sample order.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    width, height = size
-    if width < 1 or height < 1:
-        raise ValueError(f"size must be (W, H) with W, H >= 1, got {size}")
-    if not scene_types or any(t not in SCENE_KINDS for t in scene_types):
-        raise ValueError(
-            f"scene_types must be a non-empty subset of {SCENE_KINDS}, got {scene_types}"
-        )
-    if scenes_per_type < 1 or scans_per_scene < 1:
-        raise ValueError("scenes_per_type and scans_per_scene must be >= 1")
-    # slots[t] lists the (scene, scan) folders of type t; numbers are unique across types.
-    slots: list[list[tuple[int, int]]] = []
-    for t in range(len(scene_types)):
-        first_scene = t * scenes_per_type
-        slots.append(
-            [
-                (first_scene + s, (first_scene + s) * scans_per_scene + c)
-                for s in range(scenes_per_type)
-                for c in range(scans_per_scene)
-            ]
-        )
-    per_type = scenes_per_type * scans_per_scene
-
-    paths = []
-    for i in range(n):
-        t, j = i % len(scene_types), i // len(scene_types)
-        scene_type = scene_types[t]
-        scene, scan = slots[t][j % per_type]
-        view = j // per_type
-        folder = Path(out) / split / scene_type / f"scene_{scene:05d}" / f"scan_{scan:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{scene:05d}_{scan:05d}_{scene_type}_{view // 100:03d}_{view % 100:03d}"
-        sample = render_scene(np.random.default_rng([seed, i]), width, height, kind=scene_type)
-        mask = sample["mask"]
-        depth = np.where(mask, sample["depth"], 0).astype(np.float32)[..., None]
-        Image.fromarray(sample["image"]).save(folder / f"{stem}.png")
-        np.save(folder / f"{stem}_depth.npy", depth)
-        np.save(folder / f"{stem}_depth_mask.npy", mask.astype(np.float32))
-        paths.append(folder / f"{stem}.png")
-    return paths

@@ -1,4 +1,8 @@
-"""Resizing that matches OpenCV bit for bit, flips, and array-to-tensor helpers.
+"""Array and tensor operations shared by every dataset's transform: sizes (``[H, W]``), resizing
+that matches OpenCV bit for bit, crops, padding, the horizontal flip, and array-to-tensor.
+
+Sizes are ``(H, W)`` everywhere in Python and configs, ``HxW`` on the command line and in
+messages (:func:`check_size`, :func:`parse_size`, :func:`format_size`).
 
 The reference preprocessing (the Keras DIODE example) resizes with ``cv2.resize`` and its
 default ``INTER_LINEAR``. We reproduce it without making OpenCV a dependency, so a model
@@ -7,17 +11,77 @@ trained here sees exactly the inputs the reference produced.
 
 from __future__ import annotations
 
+import argparse
+from typing import Optional, Sequence
+
 import numpy as np
 import torch
 
-__all__ = ["hflip", "resize_like_cv2", "to_chw_tensor"]
+__all__ = [
+    "centre_crop_window",
+    "check_size",
+    "format_size",
+    "hflip",
+    "pad_bottom_right",
+    "parse_size",
+    "random_crop_window",
+    "random_hflip",
+    "resize_like_cv2",
+    "round_to_multiple",
+    "to_chw_tensor",
+]
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+
+def format_size(size: Sequence[int]) -> str:
+    """``(H, W)`` -> ``"HxW"``."""
+    return f"{int(size[0])}x{int(size[1])}"
+
+
+def check_size(
+    size: Sequence[int], name: str = "size", multiple: Optional[int] = None
+) -> tuple[int, int]:
+    """``size`` as an ``(H, W)`` tuple of positive ints (of multiples of ``multiple``).
+
+    Raises:
+        ValueError: not two positive integers (or not multiples of ``multiple``); the
+            message names the argument and the ``HxW`` convention.
+    """
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be [H, W] (HxW), got {size!r}") from None
+    if h < 1 or w < 1 or (multiple and (h % multiple or w % multiple)):
+        also = f" of multiples of {multiple}" if multiple else ""
+        raise ValueError(f"{name} must be a positive [H, W]{also} (HxW), got {h}x{w}")
+    return h, w
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` (command-line sizes, e.g. ``192x256``) -> ``(H, W)``; an argparse type."""
+    try:
+        return check_size(text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size must look like HxW (height x width, e.g. 192x256), got {text!r}"
+        ) from None
+
+
+def round_to_multiple(x: int, multiple: int, up: bool = False) -> int:
+    """``x`` rounded down (or up) to a multiple of ``multiple``."""
+    return -(-x // multiple) * multiple if up else x // multiple * multiple
+
+
+# -- resizing ------------------------------------------------------------------------------
 
 # OpenCV's fixed-point resize for 8-bit images: coefficients are scaled by 2 ** 11.
 _COEF_BITS = 11
 _COEF_SCALE = 1 << _COEF_BITS
 
 
-def _check_size(array: np.ndarray, size_hw: tuple[int, int]) -> tuple[int, int]:
+def _check_resize(array: np.ndarray, size_hw: tuple[int, int]) -> tuple[int, int]:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected a numpy array (H, W) or (H, W, C), got {type(array).__name__}")
     if array.ndim not in (2, 3) or array.shape[0] < 1 or array.shape[1] < 1:
@@ -134,7 +198,7 @@ def resize_like_cv2(
     Returns:
         The resized array (H_out, W_out[, C]) with the input's dtype.
     """
-    out_h, out_w = _check_size(array, size_hw)
+    out_h, out_w = _check_resize(array, size_hw)
     h, w = array.shape[:2]
     if interpolation == "nearest":
         return array[_nearest_index(h, out_h)][:, _nearest_index(w, out_w)]
@@ -150,9 +214,52 @@ def resize_like_cv2(
     )
 
 
+# -- crops, padding and flips ---------------------------------------------------------------
+
+
+def random_crop_window(
+    height: int, width: int, size: Sequence[int], generator: Optional[torch.Generator] = None
+) -> tuple[int, int]:
+    """Top-left corner ``(top, left)`` of a uniformly random ``size`` window in an
+    ``height x width`` image, drawn from ``generator`` (``None``: torch's global RNG).
+
+    Raises:
+        ValueError: the window does not fit.
+    """
+    h, w = size
+    if h > height or w > width:
+        raise ValueError(
+            f"a {format_size(size)} window does not fit a {height}x{width} (HxW) image"
+        )
+    top = int(torch.randint(0, height - h + 1, (), generator=generator).item())
+    left = int(torch.randint(0, width - w + 1, (), generator=generator).item())
+    return top, left
+
+
+def centre_crop_window(height: int, width: int, size: Sequence[int]) -> tuple[int, int]:
+    """Top-left corner ``(top, left)`` of the centred ``size`` window (rounded up-left)."""
+    return (height - int(size[0])) // 2, (width - int(size[1])) // 2
+
+
+def pad_bottom_right(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Zero-pad ``(..., H, W)`` at the bottom and right to ``size`` (at least ``(H, W)``)."""
+    h, w = tensor.shape[-2:]
+    return torch.nn.functional.pad(tensor, (0, int(size[1]) - w, 0, int(size[0]) - h))
+
+
 def hflip(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Flip tensors (..., H, W) left-right, all together (image, target and mask alike)."""
     return tuple(torch.flip(t, dims=(-1,)) for t in tensors)
+
+
+def random_hflip(
+    *tensors: torch.Tensor, generator: Optional[torch.Generator] = None, p: float = 0.5
+) -> tuple[torch.Tensor, ...]:
+    """:func:`hflip` all ``tensors`` together with probability ``p``, drawn from
+    ``generator`` (``None``: torch's global RNG); otherwise return them unchanged."""
+    if bool(torch.rand((), generator=generator) < p):
+        return hflip(*tensors)
+    return tensors
 
 
 def to_chw_tensor(array: np.ndarray) -> torch.Tensor:

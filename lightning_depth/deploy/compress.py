@@ -19,9 +19,12 @@ and fine-tuning data. Four variants are measured, all as ONNX files run by onnxr
 
 Per variant: parameters, non-zero parameters, file size, file size after zlib (what
 pruning's zeros save on disk or over a radio link; dense kernels do not run faster on
-zeros), median CPU latency, and validation accuracy: SSIM and AbsRel for mono, the
-three-pixel error (fraction) and EPE for stereo. Written as ``report.json`` and ``report.md``
-in ``--out``; the PyTorch eager latency of the fp32 network is reported too.
+zeros), median CPU latency, and validation accuracy of the final output: the task's
+headline metrics (``task.headlines``, e.g. SSIM and AbsRel, or the three-pixel error as a
+fraction and EPE), computed by ``task.evaluate`` with the ONNX file as predictor. Written as
+``report.json`` and ``report.md`` in ``--out``; the PyTorch eager latency of the fp32 network
+is reported too. Everything task-specific comes from the task
+(:class:`~lightning_depth.tasks.base.DepthTask`): its inputs, metrics and exported module.
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lightning_depth.deploy.export import export_model, export_wrapper, load_task
+from lightning_depth.config import build_cli
+from lightning_depth.deploy.checkpoints import load_task
+from lightning_depth.deploy.export import export_model
+from lightning_depth.tasks.base import DepthTask
 
 __all__ = [
     "count_parameters",
@@ -149,18 +155,13 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     return dst
 
 
-def _samples(batches: Iterable[dict], stereo: bool, limit: Optional[int] = None) -> list[dict]:
-    """Single-sample float32 numpy feeds (and targets) from DataModule batches."""
+def _samples(batches: Iterable[dict], limit: Optional[int] = None) -> list[dict]:
+    """Single-sample batches (every tensor and list of a batch sliced to one sample)."""
     out: list[dict] = []
     for batch in batches:
-        keys = ("left", "right") if stereo else ("image",)
-        target = batch["disparity"] if stereo else batch["target"]
-        for i in range(len(target)):
-            item = {k: batch[k][i : i + 1].float().numpy() for k in keys}
-            item["_target"] = target[i : i + 1].float()
-            if not stereo:
-                item["_mask"] = batch["mask"][i : i + 1]
-            out.append(item)
+        size = len(next(v for v in batch.values() if isinstance(v, torch.Tensor)))
+        for i in range(size):
+            out.append({k: v[i : i + 1] for k, v in batch.items()})
             if limit is not None and len(out) >= limit:
                 return out
     return out
@@ -174,42 +175,25 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(sample: dict) -> dict[str, np.ndarray]:
-    return {k: v for k, v in sample.items() if not k.startswith("_")}
+def _feeds(task: DepthTask, sample: dict) -> dict[str, np.ndarray]:
+    """The network inputs of a sample as float32 numpy, keyed by the exported input names."""
+    return {k: sample[k].float().cpu().numpy() for k in task.input_keys}
 
 
-def evaluate_onnx(path: Path, samples: list[dict], task: nn.Module) -> dict[str, float]:
-    """Validation metrics of an ONNX file: mono ``ssim``/``abs_rel``/..., stereo ``3px``
-    (fraction) and ``epe`` of the exported stage."""
-    from lightning_depth.metrics.stereo import EndPointError, ThreePixelError
-    from lightning_depth.tasks.stereo import StereoDepthModule
-
+def evaluate_onnx(path: Path, samples: list[dict], task: DepthTask) -> dict[str, float]:
+    """Validation metrics of an ONNX file's output (the task's final-output metrics, keys
+    including every headline key)."""
     session = _session(path)
-    stereo = isinstance(task, StereoDepthModule)
-    if stereo:
-        metrics = nn.ModuleDict(
-            {"3px": ThreePixelError(maxdisp=task.maxdisp), "epe": EndPointError(task.maxdisp)}
-        )
-    else:
-        metrics = task.make_metrics()
-    for sample in samples:
-        pred = torch.from_numpy(session.run(None, _feeds(sample))[0])
-        if stereo:
-            for m in metrics.values():
-                m.update(pred, sample["_target"])
-        else:
-            task.update_metrics(
-                metrics, {"target": sample["_target"], "mask": sample["_mask"]}, pred
-            )
-    if stereo:
-        return {k: float(m.compute()) for k, m in metrics.items()}
-    return {k: float(v) for k, v in task.compute_metrics(metrics).items()}
+
+    def predict(batch: dict) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(session.run(None, _feeds(task, batch))[0]))
+
+    return task.evaluate(samples, predict=predict)
 
 
-def onnx_latency_ms(path: Path, sample: dict, runs: int = 20) -> float:
-    """Median latency of one onnxruntime CPU run (after two warm-up runs)."""
+def onnx_latency_ms(path: Path, feeds: dict[str, np.ndarray], runs: int = 20) -> float:
+    """Median latency of one onnxruntime CPU run on ``feeds`` (after two warm-up runs)."""
     session = _session(path)
-    feeds = _feeds(sample)
     for _ in range(2):
         session.run(None, feeds)
     times = []
@@ -220,9 +204,10 @@ def onnx_latency_ms(path: Path, sample: dict, runs: int = 20) -> float:
     return float(np.median(times) * 1000.0)
 
 
-def torch_latency_ms(module: nn.Module, sample: dict, runs: int = 20) -> float:
-    """Median latency of one eager PyTorch CPU forward (after two warm-up runs)."""
-    inputs = [torch.from_numpy(v) for v in _feeds(sample).values()]
+def torch_latency_ms(module: nn.Module, feeds: dict[str, np.ndarray], runs: int = 20) -> float:
+    """Median latency of one eager PyTorch CPU forward on ``feeds`` (in call order, after
+    two warm-up runs)."""
+    inputs = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():
         for _ in range(2):
             module(*inputs)
@@ -239,7 +224,7 @@ def _file_sizes(path: Path) -> dict[str, int]:
     return {"file_bytes": len(data), "zlib_bytes": len(zlib.compress(data, 9))}
 
 
-def _finetune(task: nn.Module, datamodule, steps: int) -> None:
+def _finetune(task: DepthTask, datamodule, steps: int) -> None:
     import lightning as L
 
     if steps <= 0:
@@ -285,7 +270,7 @@ def _markdown(report: dict) -> str:
 
 
 def compress(
-    task: nn.Module,
+    task: DepthTask,
     datamodule,
     out: Path,
     prune_amount: float = 0.5,
@@ -296,56 +281,53 @@ def compress(
     checkpoint: str = "",
 ) -> dict:
     """Run the four variants (see the module docstring) and write ``report.{json,md}``."""
-    from lightning_depth.tasks.stereo import StereoDepthModule
-
-    stereo = isinstance(task, StereoDepthModule)
     out.mkdir(parents=True, exist_ok=True)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    val = _samples(datamodule.val_dataloader(), stereo, max_val_samples)
+    val = _samples(datamodule.val_dataloader(), max_val_samples)
     if not val:
         raise ValueError("compress: the validation set is empty")
-    calib = [_feeds(s) for s in _samples(datamodule.train_dataloader(), stereo, calib_batches)]
+    calib = [_feeds(task, s) for s in _samples(datamodule.train_dataloader(), calib_batches)]
     # The ONNX files take any size (dynamic height and width): the first validation sample's
     # is the export example and the latency's resolution.
-    shape = next(iter(_feeds(val[0]).values())).shape
+    feeds = _feeds(task, val[0])
+    shape = next(iter(feeds.values())).shape
     height, width = shape[-2:]
     task = task.cpu().eval()
-    metric_keys = ["3px", "epe"] if stereo else ["ssim", "abs_rel"]
+    metric_keys = [h.key for h in task.headlines]
 
-    def variant(name: str, onnx_path: Path, net: nn.Module) -> dict:
-        total, nonzero = count_parameters(net)
+    def variant(name: str, onnx_path: Path, source: DepthTask) -> dict:
+        total, nonzero = count_parameters(source.export_module())
         return {
             "name": name,
             "file": str(onnx_path),
             "parameters": total,
             "nonzero_parameters": nonzero,
             **_file_sizes(onnx_path),
-            "latency_ms": onnx_latency_ms(onnx_path, val[0], latency_runs),
+            "latency_ms": onnx_latency_ms(onnx_path, feeds, latency_runs),
             "metrics": evaluate_onnx(onnx_path, val, task),
         }
 
     rows = []
-    fp32 = export_model(export_wrapper(task), out / "fp32.onnx", "onnx", "fp32", height, width)
-    rows.append(variant("fp32", fp32, task.net))
-    torch_ms = torch_latency_ms(export_wrapper(task), val[0], latency_runs)
+    fp32 = export_model(task, out / "fp32.onnx", "onnx", "fp32", height, width)
+    rows.append(variant("fp32", fp32, task))
+    torch_ms = torch_latency_ms(task.export_module(), feeds, latency_runs)
     int8 = quantize_int8(fp32, out / "int8.onnx", calib)
-    rows.append(variant("int8", int8, task.net))
+    rows.append(variant("int8", int8, task))
 
     pruned_task = copy.deepcopy(task)
-    convs = prune_conv_weights(pruned_task.net, prune_amount)
+    # The exported module shares the task's network, so this prunes the task's weights.
+    convs = prune_conv_weights(pruned_task.export_module(), prune_amount)
     _finetune(pruned_task, datamodule, finetune_steps)
     make_pruning_permanent(convs)
     pruned_task = pruned_task.cpu().eval()
-    pruned = export_model(
-        export_wrapper(pruned_task), out / "pruned.onnx", "onnx", "fp32", height, width
-    )
-    rows.append(variant("pruned", pruned, pruned_task.net))
+    pruned = export_model(pruned_task, out / "pruned.onnx", "onnx", "fp32", height, width)
+    rows.append(variant("pruned", pruned, pruned_task))
     pruned_int8 = quantize_int8(pruned, out / "pruned_int8.onnx", calib)
-    rows.append(variant("pruned_int8", pruned_int8, pruned_task.net))
+    rows.append(variant("pruned_int8", pruned_int8, pruned_task))
 
     report = {
-        "task": "stereo" if stereo else "mono",
+        "task": task.name,
         "checkpoint": checkpoint,
         "input_shape": list(shape),
         "latency_runs": latency_runs,
@@ -354,10 +336,9 @@ def compress(
         "finetune_steps": finetune_steps,
         "validation_samples": len(val),
         "metric_keys": metric_keys,
+        "stage": task.num_stages,
         "variants": rows,
     }
-    if stereo:
-        report["stage"] = task.num_stages
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
     return report
@@ -379,8 +360,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--max-val-samples", type=int, default=None)
     args, rest = parser.parse_known_args(list(argv or []))
-
-    from lightning_depth.cli import build_cli
 
     task = load_task(args.ckpt_path)
     cli = build_cli(["--config", args.config, "--trainer.logger=false", *rest], run=False)

@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from lightning_depth.encoding import LOG_DEPTH_RANGE
-
 from lightning_depth.losses.smoothness import depth_smoothness_edge_aware, depth_smoothness_faithful
 from lightning_depth.losses.ssim import ssim_loss_kornia, ssim_loss_tf
 

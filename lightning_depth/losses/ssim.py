@@ -318,5 +318,12 @@ class SSIMLossTF(nn.Module):
         self, pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         return ssim_loss_tf(
-            pred, target, self.data_range, self.filter_size, self.filter_sigma, self.k1, self.k2, mask
+            pred,
+            target,
+            self.data_range,
+            self.filter_size,
+            self.filter_sigma,
+            self.k1,
+            self.k2,
+            mask,
         )

@@ -133,7 +133,10 @@ class DepthTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Which class to rebuild: export and compression load any task from its checkpoint.
         cls = type(self)
-        checkpoint["task"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "name": self.name}
+        checkpoint["task"] = {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "name": self.name,
+        }
 
     # -- optimisation --------------------------------------------------------------------
     def default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -180,7 +183,12 @@ class DepthTask(L.LightningModule):
         return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
 
     def example_inputs(
-        self, height: int, width: int, batch: int = 1, dtype: torch.dtype = torch.float32, seed: int = 0
+        self,
+        height: int,
+        width: int,
+        batch: int = 1,
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
     ) -> tuple[torch.Tensor, ...]:
         """Random network inputs ``(batch, 3, height, width)``, one per :attr:`input_keys`,
         in the network's input encoding (images in [0, 1] by default)."""
@@ -247,7 +255,10 @@ class DepthTask(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         """``{"outputs": ..., "name": [...]}``; see :meth:`prediction_map` for the map a
         writer stores."""
-        return {"outputs": self.forward_outputs(batch, stages=self.predict_stages), "name": batch.get("name")}
+        return {
+            "outputs": self.forward_outputs(batch, stages=self.predict_stages),
+            "name": batch.get("name"),
+        }
 
     #: stages ``predict`` runs (``None``: all); see :meth:`set_predict_stages`.
     predict_stages: Optional[int] = None
@@ -268,7 +279,9 @@ class DepthTask(L.LightningModule):
         """Fresh metrics of the final output only (keys include every headline key)."""
         raise NotImplementedError
 
-    def update_final_metrics(self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor) -> None:
+    def update_final_metrics(
+        self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor
+    ) -> None:
         """Update :meth:`make_final_metrics`' metrics with a final ``(B, 1, H, W)`` output."""
         raise NotImplementedError
 

@@ -65,7 +65,8 @@ class MonoDepthModule(DepthTask):
     dynamic_batch_export = True
     map_kind = "depth"
     metrics_note = (
-        "SSIM is computed on log-depth; AbsRel and δ<1.25 on metric depth over valid pixels."
+        "Parameters count the batch-norm running statistics (Keras' total). SSIM is computed "
+        "on log-depth; AbsRel and δ<1.25 on metric depth over valid pixels."
     )
 
     def __init__(
@@ -121,7 +122,10 @@ class MonoDepthModule(DepthTask):
 
     def compute_loss(self, batch: dict, pred: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = self.loss_fn(
-            pred.float(), batch["target"].float(), mask=batch.get("mask"), image=batch["image"].float()
+            pred.float(),
+            batch["target"].float(),
+            mask=batch.get("mask"),
+            image=batch["image"].float(),
         )
         return {"loss": terms["loss"], **{k: terms[k] for k in self.loss_terms}}
 

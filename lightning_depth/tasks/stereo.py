@@ -113,7 +113,12 @@ class StereoDepthModule(DepthTask):
         return self(batch["left"], batch["right"], stages=stages)
 
     def example_inputs(
-        self, height: int, width: int, batch: int = 1, dtype: torch.dtype = torch.float32, seed: int = 0
+        self,
+        height: int,
+        width: int,
+        batch: int = 1,
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
     ) -> tuple[torch.Tensor, ...]:
         """Random ImageNet-normalised-like inputs (standard normal)."""
         g = torch.Generator().manual_seed(seed)
@@ -124,13 +129,19 @@ class StereoDepthModule(DepthTask):
 
     def set_predict_stages(self, stages: Optional[int]) -> None:
         if stages is not None and not 1 <= int(stages) <= self.num_stages:
-            raise ValueError(f"stages must be in 1..{self.num_stages} for this network, got {stages}")
+            raise ValueError(
+                f"stages must be in 1..{self.num_stages} for this network, got {stages}"
+            )
         self.predict_stages = stages
 
     # -- loss ----------------------------------------------------------------------------
     @property
     def loss_terms(self) -> tuple[str, ...]:
         return tuple(f"stage{k}" for k in range(1, self.num_stages + 1))
+
+    @property
+    def loss_curve_keys(self) -> tuple[str, ...]:
+        return ("loss", *(f"loss_{term}" for term in self.loss_terms))
 
     def stage_weights(self) -> Optional[tuple[float, ...]]:
         """Loss weights for the current epoch (the SPN stage waits for ``spn_start_epoch``);
@@ -152,7 +163,9 @@ class StereoDepthModule(DepthTask):
     # -- metrics -------------------------------------------------------------------------
     def make_metrics(self) -> nn.ModuleDict:
         metrics = {}
-        for three, epe in zip(stage_keys("3px", self.num_stages), stage_keys("epe", self.num_stages)):
+        for three, epe in zip(
+            stage_keys("3px", self.num_stages), stage_keys("epe", self.num_stages)
+        ):
             metrics[three] = ThreePixelError(maxdisp=self.maxdisp)
             metrics[epe] = EndPointError(maxdisp=self.maxdisp)
         return nn.ModuleDict(metrics)
@@ -173,10 +186,15 @@ class StereoDepthModule(DepthTask):
 
     def make_final_metrics(self) -> nn.ModuleDict:
         return nn.ModuleDict(
-            {"3px": ThreePixelError(maxdisp=self.maxdisp), "epe": EndPointError(maxdisp=self.maxdisp)}
+            {
+                "3px": ThreePixelError(maxdisp=self.maxdisp),
+                "epe": EndPointError(maxdisp=self.maxdisp),
+            }
         )
 
-    def update_final_metrics(self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor) -> None:
+    def update_final_metrics(
+        self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor
+    ) -> None:
         gt = batch["disparity"].float()
         for metric in metrics.values():
             metric.update(final.float(), gt)
@@ -190,8 +208,12 @@ class StereoDepthModule(DepthTask):
         gt = batch["disparity"].float()
         out = {}
         for k, pred in enumerate(preds, start=1):
-            out[f"3px_stage{k}"] = three_pixel_error_per_sample(pred.float(), gt, maxdisp=self.maxdisp)
-            out[f"epe_stage{k}"] = end_point_error_per_sample(pred.float(), gt, maxdisp=self.maxdisp)
+            out[f"3px_stage{k}"] = three_pixel_error_per_sample(
+                pred.float(), gt, maxdisp=self.maxdisp
+            )
+            out[f"epe_stage{k}"] = end_point_error_per_sample(
+                pred.float(), gt, maxdisp=self.maxdisp
+            )
         out["3px"] = out[f"3px_stage{len(preds)}"]
         out["epe"] = out[f"epe_stage{len(preds)}"]
         return out

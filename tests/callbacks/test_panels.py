@@ -9,24 +9,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lightning.pytorch import LightningDataModule
 from PIL import Image
 
-from lightning_depth.cli import DepthCLI, main
-from lightning_depth.tasks.base import DepthTask
+from lightning_depth.cli import main
+from lightning_depth.config import DepthCLI, build_cli
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 TINY = [
     "--data.init_args.synth_samples=20",
-    "--data.init_args.synth_size=[48, 32]",
+    "--data.init_args.synth_size=[32, 48]",
     "--data.init_args.size=[32, 32]",
     "--data.init_args.batch_size=4",
     "--model.init_args.net.init_args.depth=2",
     "--trainer.max_epochs=2",
     "--trainer.enable_progress_bar=false",
-    "--trainer.callbacks=[]",
+    # Only the callbacks under test (no checkpoints, no demo report).
+    "--trainer.callbacks=[{class_path: lightning.pytorch.callbacks.LearningRateMonitor, "
+    "init_args: {logging_interval: epoch}}, {class_path: lightning_depth.callbacks.PredictionPanels}]",
 ]
 
 
@@ -42,14 +43,7 @@ def _flushed_log(run_dir: Path, last_key: bytes, timeout: float = 60.0) -> bytes
 
 
 def _cli(*args: str) -> DepthCLI:
-    return DepthCLI(
-        DepthTask,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        run=False,
-        args=["--config", str(REPO / "configs/demo/mono.yaml"), *args],
-    )
+    return build_cli(["--config", str(REPO / "configs/demo/mono.yaml"), *args], run=False)
 
 
 def test_wandb_offline_run_holds_config_metrics_panels_and_table(

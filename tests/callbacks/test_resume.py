@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lightning_depth import MonoDepthModule
+from lightning_depth.callbacks import CheckpointOnSigterm, LatestCheckpoint
 from lightning_depth.data import DIODEDataModule
 from lightning_depth.models import DepthAutoencoder
 
@@ -23,7 +24,7 @@ def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("diode")
     from lightning_depth.data import synthesize_diode
 
-    synthesize_diode(root, n=12, size=(48, 32), seed=3)
+    synthesize_diode(root, n=12, size=(32, 48), seed=3)
     return root
 
 
@@ -43,7 +44,8 @@ def _run(
         enable_model_summary=False,
         default_root_dir=out,
         num_sanity_val_steps=1,
-        callbacks=list(callbacks),
+        # The CLI's default checkpoints: last.ckpt every epoch and on SIGTERM.
+        callbacks=[LatestCheckpoint(), CheckpointOnSigterm(), *callbacks],
     )
     trainer.fit(model, data, ckpt_path=ckpt_path)
     return trainer

@@ -11,22 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_depth.data.archive import (
-    ArchiveSet,
-    DIODEArchiveDataset,
-    MonkaaArchiveDataset,
-    TarArchive,
-    list_diode_archive,
-    list_monkaa_archive,
+from lightning_depth.data.archive import ArchiveSet, TarArchive
+from lightning_depth.data.diode import (
+    DIODEDataModule,
+    DIODEDataset,
+    list_diode_samples,
+    synthesize_diode,
 )
-from lightning_depth.data.diode import DIODEDataModule, DIODEDataset, list_diode_samples
 from lightning_depth.data.monkaa import (
     MonkaaDataModule,
     MonkaaDataset,
     list_monkaa_samples,
     synthesize_monkaa,
 )
-from lightning_depth.data.synth import synthesize_diode
 from lightning_depth.io.errors import DataError
 
 
@@ -52,14 +49,14 @@ def make_monkaa_archives(folder: Path, out: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def diode(tmp_path_factory):
     root = tmp_path_factory.mktemp("diode")
-    synthesize_diode(root / "folder", n=6, size=(48, 32), seed=3)
+    synthesize_diode(root / "folder", n=6, size=(32, 48), seed=3)
     return root / "folder", make_diode_archive(root / "folder", root)
 
 
 @pytest.fixture(scope="module")
 def monkaa(tmp_path_factory):
     root = tmp_path_factory.mktemp("monkaa")
-    synthesize_monkaa(root / "folder", scenes=2, frames=3, size=(64, 32), seed=0)
+    synthesize_monkaa(root / "folder", scenes=2, frames=3, size=(32, 64), seed=0)
     return root / "folder", make_monkaa_archives(root / "folder", root)
 
 
@@ -121,7 +118,7 @@ def test_index_is_saved_and_reused(monkaa, tmp_path, monkeypatch):
         source="archive",
         archives=[str(p) for p in monkaa[1]],
         cache_dir=str(tmp_path / "idx2"),
-        crop_size=(16, 32),
+        size=(16, 32),
         val_fraction=0.3,
     )
     with pytest.raises(AssertionError, match="indexed again"):
@@ -134,11 +131,13 @@ def test_index_is_saved_and_reused(monkaa, tmp_path, monkeypatch):
 def test_diode_archive_samples_equal_folder_samples(diode):
     folder, archive = diode
     archives = ArchiveSet([archive])
-    members = list_diode_archive(archives)
+    members = list_diode_samples(archives)
     files = list_diode_samples(folder)
-    assert [m[0] for m in members] == [f[0].relative_to(folder).as_posix() for f in files]
+    assert [m[0].as_posix() for m in members] == [
+        f[0].relative_to(folder).as_posix() for f in files
+    ]
     from_folder = DIODEDataset(files, size=(16, 32), hflip=True)
-    from_archive = DIODEArchiveDataset(archives, members, size=(16, 32), hflip=True)
+    from_archive = DIODEDataset(members, size=(16, 32), hflip=True, source=archives)
     assert len(from_archive) == 6
     for i in reversed(range(len(from_folder))):
         _assert_same(from_folder[(i, 7)], from_archive[(i, 7)], ("image", "target", "mask"))
@@ -147,14 +146,14 @@ def test_diode_archive_samples_equal_folder_samples(diode):
 def test_monkaa_archive_samples_equal_folder_samples(monkaa):
     folder, paths = monkaa
     archives = ArchiveSet(paths)
-    members = list_monkaa_archive(archives)
+    members = list_monkaa_samples(archives)
     samples = list_monkaa_samples(folder)
     assert [tuple(p.as_posix() for p in m) for m in members] == [
         tuple(p.relative_to(folder).as_posix() for p in s) for s in samples
     ]
-    for kwargs, item in (({"training": True, "crop_size": (16, 32)}, (4, 11)), ({}, 2)):
+    for kwargs, item in (({"training": True, "size": (16, 32)}, (4, 11)), ({}, 2)):
         a = MonkaaDataset(samples, **kwargs)[item]
-        b = MonkaaArchiveDataset(archives, members, **kwargs)[item]
+        b = MonkaaDataset(members, source=archives, **kwargs)[item]
         _assert_same(a, b, ("left", "right", "disparity"))
 
 
@@ -171,7 +170,7 @@ def test_datamodules_split_archives_as_folders(diode, monkaa):
     names = {}
     for source, kwargs in (("folder", {}), ("archive", {"archives": [str(p) for p in monkaa[1]]})):
         dm = MonkaaDataModule(
-            str(monkaa[0]), source=source, crop_size=(16, 32), val_fraction=0.3, **kwargs
+            str(monkaa[0]), source=source, size=(16, 32), val_fraction=0.3, **kwargs
         )
         dm.setup()
         names[source] = [dm.val_set[i]["name"] for i in range(len(dm.val_set))]
@@ -180,7 +179,7 @@ def test_datamodules_split_archives_as_folders(diode, monkaa):
 
 def test_archive_source_with_loader_workers(monkaa):
     # each worker opens the archives itself (the bz2 stream position is per process)
-    kwargs = dict(crop_size=(16, 32), val_fraction=0.3, batch_size=2, num_workers=2)
+    kwargs = dict(size=(16, 32), val_fraction=0.3, batch_size=2, num_workers=2)
     archives = [str(p) for p in monkaa[1]]
     dm = MonkaaDataModule(str(monkaa[0]), source="archive", archives=archives, **kwargs)
     dm.setup()
@@ -230,10 +229,10 @@ def test_corrupt_member_error_names_archive_and_member(tmp_path, monkaa):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     archives = ArchiveSet([monkaa[1][0], tmp_path / "disparity.tar.bz2"])
-    members = list_monkaa_archive(archives)
+    members = list_monkaa_samples(archives)
     index = [m[2].as_posix() for m in members].index(bad)
     with pytest.raises(DataError, match=rf"disparity\.tar\.bz2:{bad}: not a PFM file"):
-        MonkaaArchiveDataset(archives, members)[index]
+        MonkaaDataset(members, source=archives)[index]
 
 
 def test_missing_member_and_missing_archive(diode, tmp_path):
@@ -242,7 +241,7 @@ def test_missing_member_and_missing_archive(diode, tmp_path):
     with tarfile.open(tmp_path / "val.tar.gz", "w:gz") as tar:
         tar.add(image, arcname=image.relative_to(folder).as_posix())
     with pytest.raises(DataError, match=r"missing depth member val/.*_depth\.npy"):
-        list_diode_archive(ArchiveSet([tmp_path / "val.tar.gz"]))
+        list_diode_samples(ArchiveSet([tmp_path / "val.tar.gz"]))
     with pytest.raises(DataError, match=r"archive .*nope\.tar does not exist"):
         ArchiveSet([tmp_path / "nope.tar"])
     not_tar = tmp_path / "x.tar"

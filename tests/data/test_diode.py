@@ -14,10 +14,10 @@ from lightning_depth.data.diode import (
     DIODEDataset,
     list_diode_samples,
     load_diode_sample,
-    split_counts,
+    synthesize_diode,
 )
 from lightning_depth.data.loaders import SeededShuffleSampler
-from lightning_depth.data.synth import synthesize_diode
+from lightning_depth.data.splits import split_counts
 from lightning_depth.data.transforms import resize_like_cv2
 from lightning_depth.io.errors import DataError
 
@@ -28,7 +28,7 @@ N = 10
 @pytest.fixture(scope="module")
 def diode_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("diode")
-    synthesize_diode(root, n=N, size=(64, 48), seed=0)
+    synthesize_diode(root, n=N, size=(48, 64), seed=0)
     return root
 
 
@@ -144,29 +144,31 @@ def test_hflip_flips_image_target_and_mask_together(diode_root):
 
 
 def test_split_counts():
-    assert split_counts(10, (0.8, 0.1, 0.1)) == [8, 1, 1]
-    assert split_counts(3, (0.8, 0.1, 0.1)) == [1, 1, 1]
-    assert split_counts(7, (0.5, 0.5, 0.0)) == [4, 3, 0]
-    assert sum(split_counts(101, (0.7, 0.2, 0.1))) == 101
+    assert split_counts(10, val_fraction=0.1, test_fraction=0.1) == [8, 1, 1]
+    assert split_counts(3, 0.1, 0.1) == [1, 1, 1]
+    assert split_counts(7, 0.5, 0.0) == [4, 3, 0]
+    assert sum(split_counts(101, 0.2, 0.1)) == 101
     with pytest.raises(DataError, match="cannot split 2 samples into 3 non-empty parts"):
-        split_counts(2, (0.8, 0.1, 0.1))
-    with pytest.raises(ValueError, match="sum to 1"):
-        split_counts(10, (0.8, 0.1, 0.2))
+        split_counts(2, 0.1, 0.1)
+    with pytest.raises(ValueError, match="must leave training data"):
+        split_counts(10, 0.5, 0.5)
 
 
 def test_datamodule_splits_are_disjoint_and_cover_all(diode_root):
-    dm = DIODEDataModule(str(diode_root), size=SIZE, batch_size=3, fractions=(0.6, 0.2, 0.2))
+    dm = DIODEDataModule(
+        str(diode_root), size=SIZE, batch_size=3, val_fraction=0.2, test_fraction=0.2
+    )
     dm.setup("fit")
-    parts = [set(dm.train_files), set(dm.val_files), set(dm.test_files)]
+    parts = [set(dm.train_samples), set(dm.val_samples), set(dm.test_samples)]
     assert [len(p) for p in parts] == [6, 2, 2]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     assert set.union(*parts) == set(list_diode_samples(diode_root))
-    again = DIODEDataModule(str(diode_root), size=SIZE, fractions=(0.6, 0.2, 0.2))
+    again = DIODEDataModule(str(diode_root), size=SIZE, val_fraction=0.2, test_fraction=0.2)
     again.setup("fit")
-    assert again.val_files == dm.val_files
-    other = DIODEDataModule(str(diode_root), size=SIZE, fractions=(0.6, 0.2, 0.2), seed=1)
+    assert again.val_samples == dm.val_samples
+    other = DIODEDataModule(str(diode_root), size=SIZE, val_fraction=0.2, test_fraction=0.2, seed=1)
     other.setup("fit")
-    assert other.val_files != dm.val_files or other.test_files != dm.test_files
+    assert other.val_samples != dm.val_samples or other.test_samples != dm.test_samples
 
 
 def test_datamodule_loaders(diode_root):
@@ -183,24 +185,29 @@ def test_datamodule_loaders(diode_root):
     assert batch["mask"].shape == (4, 1, *SIZE) and batch["mask"].dtype == torch.bool
     assert len(batch["name"]) == 4 and all(isinstance(n, str) for n in batch["name"])
     assert next(iter(dm.val_dataloader()))["image"].shape[0] == 1  # 10 * 0.1 = 1 sample
-    assert sum(len(b["name"]) for b in train) == len(dm.train_files)  # nothing dropped
+    assert sum(len(b["name"]) for b in train) == len(dm.train_samples)  # nothing dropped
 
 
 def test_datamodule_generates_into_empty_root(tmp_path):
     root = tmp_path / "cache"
     dm = DIODEDataModule(
-        str(root), size=SIZE, synth_samples=4, synth_size=(40, 30), fractions=(0.5, 0.25, 0.25)
+        str(root),
+        size=SIZE,
+        synth_samples=4,
+        synth_size=(30, 40),
+        val_fraction=0.25,
+        test_fraction=0.25,
     )
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.train_files) == 2 and len(dm.val_files) == 1 and len(dm.test_files) == 1
-    stamp = dm.train_files[0][0].stat().st_mtime_ns
-    DIODEDataModule(str(root), synth_samples=4, synth_size=(40, 30)).prepare_data()
-    assert dm.train_files[0][0].stat().st_mtime_ns == stamp  # not regenerated
+    assert len(dm.train_samples) == 2 and len(dm.val_samples) == 1 and len(dm.test_samples) == 1
+    stamp = dm.train_samples[0][0].stat().st_mtime_ns
+    DIODEDataModule(str(root), synth_samples=4, synth_size=(30, 40)).prepare_data()
+    assert dm.train_samples[0][0].stat().st_mtime_ns == stamp  # not regenerated
 
 
 def test_datamodule_too_few_samples(tmp_path):
-    synthesize_diode(tmp_path, n=2, size=(16, 12))
+    synthesize_diode(tmp_path, n=2, size=(12, 16))
     with pytest.raises(DataError, match="cannot split 2 samples into 3 non-empty parts"):
         DIODEDataModule(str(tmp_path)).setup("fit")
 

@@ -11,19 +11,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lightning_depth.data.monkaa import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     MonkaaDataModule,
     MonkaaDataset,
     list_monkaa_samples,
     scene_of,
-    split_samples,
     synthesize_monkaa,
 )
+from lightning_depth.data.splits import split_samples
 from lightning_depth.io.errors import DataError
 from lightning_depth.io.pfm import read_pfm, write_pfm
 
-SIZE = (72, 40)  # (W, H): not a multiple of 16, so eval crop and pad both change the size
+SIZE = (40, 72)  # (H, W): not a multiple of 16, so eval crop and pad both change the size
+# ImageNet statistics, written out here so the expectation does not come from the package
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def monkaa(tmp_path_factory):
     return root
 
 
-def _fresh(tmp_path, scenes=1, frames=2, size=(64, 32)):
+def _fresh(tmp_path, scenes=1, frames=2, size=(32, 64)):
     synthesize_monkaa(tmp_path, scenes=scenes, frames=frames, size=size, seed=1)
     return list_monkaa_samples(tmp_path)
 
@@ -61,7 +62,7 @@ def test_generated_layout_names_and_dtypes(monkaa):
     assert disp.relative_to(monkaa).as_posix() == f"disparity/{scenes[0]}/left/0000.pfm"
     for path in (left, right):
         with Image.open(path) as image:
-            assert (image.format, image.mode, image.size) == ("PNG", "RGB", SIZE)
+            assert (image.format, image.mode, image.size) == ("PNG", "RGB", SIZE[::-1])
     # Pf, little-endian (negative scale) as SceneFlow's files.
     assert disp.read_bytes().startswith(b"Pf\n72 40\n-1.0\n")
     d, scale = read_pfm(disp)
@@ -69,9 +70,9 @@ def test_generated_layout_names_and_dtypes(monkaa):
 
 
 def test_generator_returns_left_paths_and_is_deterministic(tmp_path):
-    a = synthesize_monkaa(tmp_path / "a", scenes=2, frames=2, size=(32, 16), seed=3)
-    b = synthesize_monkaa(tmp_path / "b", scenes=2, frames=2, size=(32, 16), seed=3)
-    c = synthesize_monkaa(tmp_path / "c", scenes=2, frames=2, size=(32, 16), seed=4)
+    a = synthesize_monkaa(tmp_path / "a", scenes=2, frames=2, size=(16, 32), seed=3)
+    b = synthesize_monkaa(tmp_path / "b", scenes=2, frames=2, size=(16, 32), seed=3)
+    c = synthesize_monkaa(tmp_path / "c", scenes=2, frames=2, size=(16, 32), seed=4)
     assert a == [s[0] for s in list_monkaa_samples(tmp_path / "a")]
     for x, y, z in zip(a, b, c):
         assert x.read_bytes() == y.read_bytes()
@@ -83,10 +84,10 @@ def test_disparity_range(monkaa, tmp_path):
         d, _ = read_pfm(disp)
         # Dense and positive, at most max_disparity (default W / 4), and not degenerate.
         assert d.min() > 0
-        assert d.max() <= SIZE[0] / 4
-        assert d.max() >= 0.45 * SIZE[0] / 4
+        assert d.max() <= SIZE[1] / 4
+        assert d.max() >= 0.45 * SIZE[1] / 4
     # An oversized explicit baseline is capped at max_disparity.
-    synthesize_monkaa(tmp_path, scenes=1, frames=2, size=(64, 32), baseline=100.0, max_disparity=5)
+    synthesize_monkaa(tmp_path, scenes=1, frames=2, size=(32, 64), baseline=100.0, max_disparity=5)
     for _, _, disp in list_monkaa_samples(tmp_path):
         assert read_pfm(disp)[0].max() <= 5.0 + 1e-4
 
@@ -111,7 +112,7 @@ def _warp(right: torch.Tensor, disp: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def test_warping_right_by_gt_disparity_gives_left(tmp_path):
-    samples = _fresh(tmp_path, scenes=2, frames=1, size=(128, 64))
+    samples = _fresh(tmp_path, scenes=2, frames=1, size=(64, 128))
     for left_path, right_path, disp_path in samples:
         left = torch.from_numpy(np.asarray(Image.open(left_path), dtype=np.float32))
         right = torch.from_numpy(np.asarray(Image.open(right_path), dtype=np.float32))
@@ -191,7 +192,7 @@ def test_eval_pad_marks_padding_invalid(monkaa):
 
 def test_training_random_crop_follows_torch_seed(monkaa):
     samples = list_monkaa_samples(monkaa)
-    ds = MonkaaDataset(samples, training=True, crop_size=(16, 32))
+    ds = MonkaaDataset(samples, training=True, size=(16, 32))
     torch.manual_seed(7)
     a = [ds[0] for _ in range(4)]
     torch.manual_seed(7)
@@ -218,7 +219,7 @@ def test_left_right_size_mismatch_names_both(tmp_path):
     samples = _fresh(tmp_path)
     left, right, _ = samples[0]
     Image.fromarray(np.zeros((32, 60, 3), np.uint8)).save(right)
-    with pytest.raises(DataError, match="left image .* is 64x32 but right image .* is 60x32") as e:
+    with pytest.raises(DataError, match="left image .* is 32x64 but right image .* is 32x60") as e:
         MonkaaDataset(samples)[0]
     assert str(left) in str(e.value) and str(right) in str(e.value)
 
@@ -227,7 +228,7 @@ def test_disparity_size_mismatch_names_both(tmp_path):
     samples = _fresh(tmp_path)
     left, _, disp = samples[0]
     write_pfm(disp, np.ones((16, 64), np.float32))
-    with pytest.raises(DataError, match="is 64x16 but left image") as e:
+    with pytest.raises(DataError, match="is 16x64 but left image") as e:
         MonkaaDataset(samples)[0]
     assert str(disp) in str(e.value) and str(left) in str(e.value)
 
@@ -271,7 +272,7 @@ def test_dataset_rejects_bad_arguments():
 @pytest.fixture(scope="module")
 def many_scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp("monkaa_many")
-    synthesize_monkaa(root, scenes=5, frames=4, size=(32, 16), seed=2)
+    synthesize_monkaa(root, scenes=5, frames=4, size=(16, 32), seed=2)
     return root
 
 
@@ -287,13 +288,13 @@ def test_frame_split_disjoint_and_seeded(many_scenes):
 
 def test_scene_split_keeps_scenes_together(many_scenes):
     samples = list_monkaa_samples(many_scenes)
-    train, val, test = split_samples(samples, 0.2, 0.2, split_by="scene", seed=0)
+    train, val, test = split_samples(samples, 0.2, 0.2, seed=0, group_by=scene_of, unit="scene")
     scenes = [{scene_of(s) for s in split} for split in (train, val, test)]
     assert [len(s) for s in scenes] == [3, 1, 1]
     assert not scenes[0] & scenes[1] and not scenes[0] & scenes[2] and not scenes[1] & scenes[2]
     assert sorted(train + val + test) == samples
     with pytest.raises(ValueError, match="5 scenes are too few"):
-        split_samples(samples, 0.7, 0.2, split_by="scene")
+        split_samples(samples, 0.7, 0.2, group_by=scene_of, unit="scene")
 
 
 def test_datamodule_synthesizes_splits_and_loads(tmp_path):
@@ -302,11 +303,11 @@ def test_datamodule_synthesizes_splits_and_loads(tmp_path):
         str(root),
         val_fraction=0.25,
         split_by="scene",
-        crop_size=(16, 32),
+        size=(16, 32),
         batch_size=2,
         synth_scenes=4,
         synth_frames=2,
-        synth_size=(72, 40),
+        synth_size=(40, 72),
     )
     dm.prepare_data()
     assert len(list_monkaa_samples(root)) == 8
@@ -325,14 +326,14 @@ def test_datamodule_synthesizes_splits_and_loads(tmp_path):
 
     # Existing data is never overwritten by prepare_data.
     before = (root / "frames_cleanpass").stat().st_mtime_ns
-    MonkaaDataModule(str(root), synth_scenes=9, synth_size=(72, 40)).prepare_data()
+    MonkaaDataModule(str(root), synth_scenes=9, synth_size=(40, 72)).prepare_data()
     assert len(list_monkaa_samples(root)) == 8
     assert (root / "frames_cleanpass").stat().st_mtime_ns == before
 
 
 def test_datamodule_test_split_and_pad(many_scenes):
     dm = MonkaaDataModule(
-        str(many_scenes), val_fraction=0.2, test_fraction=0.2, crop_size=(16, 32), eval_mode="pad"
+        str(many_scenes), val_fraction=0.2, test_fraction=0.2, size=(16, 32), eval_mode="pad"
     )
     dm.setup()
     sets = [set(dm.train_samples), set(dm.val_samples), set(dm.test_samples)]
@@ -344,7 +345,7 @@ def test_datamodule_test_split_and_pad(many_scenes):
 
 def test_datamodule_rejects_crop_larger_than_images(many_scenes):
     dm = MonkaaDataModule(str(many_scenes))  # default 256x512 crop, 16x32 images
-    with pytest.raises(ValueError, match=r"crop_size \(256, 512\) .* larger than the 16x32"):
+    with pytest.raises(ValueError, match=r"size 256x512 .* larger than the 16x32"):
         dm.setup("fit")
 
 

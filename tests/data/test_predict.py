@@ -3,6 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_depth.data.diode import DIODEDataModule, synthesize_diode
+from lightning_depth.data.monkaa import MonkaaDataModule, synthesize_monkaa
 from lightning_depth.data.predict import (
     MonoPredictDataModule,
     StereoPredictDataModule,
@@ -10,6 +12,12 @@ from lightning_depth.data.predict import (
     list_stereo_pairs,
 )
 from lightning_depth.io.errors import DataError
+
+# ImageNet statistics written out here, so that expectations do not come from the package.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+# to_unit scales by float32(1/255), which differs from x / 255 in the last float32 bit.
+ATOL = 1e-6
 
 
 def _image(path, h=20, w=30, seed=0):
@@ -84,3 +92,71 @@ def test_unreadable_image_names_the_file(tmp_path):
     dm = MonoPredictDataModule(inputs=str(tmp_path / "broken.png"))
     with pytest.raises(DataError, match="broken.png"):
         next(iter(dm.predict_dataloader()))
+
+
+# -- predict feeds the network what training feeds it --------------------------------------
+
+
+def _rgb(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _chw(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
+
+
+def _training_items(dm) -> dict[str, dict]:
+    dm.setup("fit")
+    items = {}
+    for dataset, samples in (
+        (dm.train_set, dm.train_samples),
+        (dm.val_set, dm.val_samples),
+        (dm.test_set, dm.test_samples),
+    ):
+        for i, sample in enumerate(samples):
+            items[str(sample[0])] = dataset[i]
+    return items
+
+
+@pytest.mark.parametrize("source_hw", [(32, 48), (48, 64)], ids=["at-size", "resized"])
+def test_mono_predict_gets_the_training_input(tmp_path, source_hw):
+    cv2 = pytest.importorskip("cv2")
+    size = (32, 48)
+    synthesize_diode(tmp_path / "diode", n=3, size=source_hw, seed=0)
+    dm = DIODEDataModule(
+        str(tmp_path / "diode"), size=size, hflip=False, val_fraction=0.34, test_fraction=0.33
+    )
+    training = _training_items(dm)
+    assert len(training) == 3
+    for path, item in training.items():
+        batch = next(iter(MonoPredictDataModule(inputs=path, size=size).predict_dataloader()))
+        assert batch["image"].shape == (1, 3, *size)
+        assert torch.equal(batch["image"][0], item["image"])
+        # built without the package: OpenCV's bilinear resize, then / 255
+        rgb = _rgb(path)
+        if rgb.shape[:2] != size:
+            rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
+        expected = _chw(rgb.astype(np.float64) / 255)
+        torch.testing.assert_close(batch["image"][0], expected, rtol=0, atol=ATOL)
+        if source_hw == size:  # at its own size, predict needs no size at all
+            own = next(iter(MonoPredictDataModule(inputs=path).predict_dataloader()))
+            assert torch.equal(own["image"][0], item["image"])
+
+
+def test_stereo_predict_gets_the_training_input(tmp_path):
+    # 32x64 is a multiple of 16: evaluation's centre crop keeps the whole pair
+    synthesize_monkaa(tmp_path / "monkaa", scenes=1, frames=3, size=(32, 64), seed=0)
+    dm = MonkaaDataModule(str(tmp_path / "monkaa"), size=(16, 32), val_fraction=0.34)
+    dm.setup("fit")
+    assert len(dm.val_samples) == 1
+    for i, (left, right, _) in enumerate(dm.val_samples):
+        item = dm.val_set[i]
+        pairs = [[str(left), str(right)]]
+        batch = next(iter(StereoPredictDataModule(inputs=pairs).predict_dataloader()))
+        for side, path in (("left", left), ("right", right)):
+            assert batch[side].shape == (1, 3, 32, 64)
+            assert torch.equal(batch[side][0], item[side]), side
+            # built without the package: (x / 255 - mean) / std with the literal statistics
+            expected = _chw((_rgb(path) / 255 - IMAGENET_MEAN) / IMAGENET_STD)
+            torch.testing.assert_close(batch[side][0], expected, rtol=0, atol=ATOL)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_depth.data.diode import DIODEDataModule
-from lightning_depth.data.monkaa import MonkaaDataModule, synthesize_monkaa
+from lightning_depth.data.diode import DIODEDataModule, DIODETransform, synthesize_diode
+from lightning_depth.data.monkaa import MonkaaDataModule, MonkaaTransform, synthesize_monkaa
 from lightning_depth.data.prepare import main
-from lightning_depth.data.streaming import DIODEStreamingDataset, MonkaaStreamingDataset
-from lightning_depth.data.synth import synthesize_diode
+from lightning_depth.data.streaming import ShardDataset
 from lightning_depth.io.errors import DataError
 from tests.data.test_archive import make_diode_archive, make_monkaa_archives
 
@@ -20,10 +19,10 @@ SIZE = (16, 32)
 @pytest.fixture(scope="module")
 def diode(tmp_path_factory):
     root = tmp_path_factory.mktemp("diode")
-    synthesize_diode(root / "folder", n=10, size=(48, 32), seed=5)
+    synthesize_diode(root / "folder", n=10, size=(32, 48), seed=5)
     archive = make_diode_archive(root / "folder", root)
     for src, out in ((root / "folder", "from_folder"), (archive, "from_archive")):
-        argv = ["diode", "--src", str(src), "--out", str(root / out), "--size", *map(str, SIZE)]
+        argv = ["diode", "--src", str(src), "--out", str(root / out), "--size", "16x32"]
         assert main(argv) == 0
     return root
 
@@ -31,7 +30,7 @@ def diode(tmp_path_factory):
 @pytest.fixture(scope="module")
 def monkaa(tmp_path_factory):
     root = tmp_path_factory.mktemp("monkaa")
-    synthesize_monkaa(root / "folder", scenes=2, frames=3, size=(64, 32), seed=2)
+    synthesize_monkaa(root / "folder", scenes=2, frames=3, size=(32, 64), seed=2)
     archives = make_monkaa_archives(root / "folder", root)
     argv = ["monkaa", "--src", *map(str, archives), "--out", str(root / "shards")]
     assert main([*argv, "--val-fraction", "0.3"]) == 0
@@ -47,7 +46,7 @@ def test_diode_shards_hold_the_folder_samples_in_the_same_splits(diode, out):
     dm = DIODEDataModule(str(diode / "folder"), size=SIZE, hflip=False)
     dm.setup()
     for split, folder_set in (("train", dm.train_set), ("val", dm.val_set), ("test", dm.test_set)):
-        shards = _items(DIODEStreamingDataset(str(diode / out / split)))
+        shards = _items(ShardDataset(str(diode / out / split), DIODETransform(SIZE)))
         folder = _items(folder_set)
         assert sorted(shards) == sorted(folder) and folder
         for name, item in folder.items():
@@ -57,11 +56,11 @@ def test_diode_shards_hold_the_folder_samples_in_the_same_splits(diode, out):
 
 
 def test_monkaa_shards_hold_the_folder_samples(monkaa):
-    dm = MonkaaDataModule(str(monkaa / "folder"), val_fraction=0.3, crop_size=(16, 32))
+    dm = MonkaaDataModule(str(monkaa / "folder"), val_fraction=0.3, size=(16, 32))
     dm.setup()
     for split, folder_set in (("train", dm.train_set), ("val", dm.val_set)):
-        folder_set.training = False  # compare the deterministic evaluation transform
-        shards = _items(MonkaaStreamingDataset(str(monkaa / "shards" / split)))
+        folder_set.transform.training = False  # compare the deterministic evaluation transform
+        shards = _items(ShardDataset(str(monkaa / "shards" / split), MonkaaTransform()))
         folder = _items(folder_set)
         assert sorted(shards) == sorted(folder)
         for name, item in folder.items():
@@ -72,8 +71,10 @@ def test_monkaa_shards_hold_the_folder_samples(monkaa):
 
 def test_shard_training_crops_are_seeded_per_sample_and_epoch(monkaa):
     def crops(epoch: int, seed: int = 1):
-        dataset = MonkaaStreamingDataset(
-            str(monkaa / "shards" / "train"), training=True, crop_size=(16, 32), seed=seed
+        dataset = ShardDataset(
+            str(monkaa / "shards" / "train"),
+            MonkaaTransform(training=True, size=(16, 32)),
+            seed=seed,
         )
         dataset.set_epoch(epoch)
         return torch.stack([dataset[i]["disparity"] for i in range(len(dataset))])
@@ -92,7 +93,7 @@ def test_corrupt_shard_names_the_chunk(diode, tmp_path):
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2 :] = b"\xff" * (len(data) - len(data) // 2)
     chunk.write_bytes(bytes(data[: len(data) - 7]))
-    dataset = DIODEStreamingDataset(str(shards))
+    dataset = ShardDataset(str(shards), DIODETransform(SIZE))
     with pytest.raises(DataError, match=rf"shard .*train/{chunk.name}"):
         for i in range(len(dataset)):
             dataset[i]
@@ -101,7 +102,7 @@ def test_corrupt_shard_names_the_chunk(diode, tmp_path):
 def test_shard_with_foreign_fields_is_rejected(diode):
     # DIODE shards read as Monkaa ones
     with pytest.raises(DataError, match=r"lacks the fields .*lightning_depth prepare"):
-        MonkaaStreamingDataset(str(diode / "from_folder" / "train"))[0]
+        ShardDataset(str(diode / "from_folder" / "train"), MonkaaTransform())[0]
 
 
 def test_bad_source_fails_with_message(tmp_path, capsys):
@@ -115,7 +116,8 @@ def test_cli_dispatches_prepare(diode, tmp_path):
     from lightning_depth.cli import main as cli
 
     argv = ["prepare", "diode", "--src", str(diode / "folder"), "--out", str(tmp_path)]
-    assert cli([*argv, "--size", "8", "8", "--fractions", "0.5", "0.5", "0"]) == 0
-    assert len(DIODEStreamingDataset(str(tmp_path / "val"))) == 5
-    assert DIODEStreamingDataset(str(tmp_path / "train"))[0]["image"].shape == (3, 8, 8)
+    assert cli([*argv, "--size", "8x8", "--val-fraction", "0.5", "--test-fraction", "0"]) == 0
+    assert len(ShardDataset(str(tmp_path / "val"), DIODETransform((8, 8)))) == 5
+    train = ShardDataset(str(tmp_path / "train"), DIODETransform((8, 8)))
+    assert train[0]["image"].shape == (3, 8, 8)
     assert not (tmp_path / "test").exists()

@@ -16,25 +16,24 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_depth.data.diode import DIODEDataModule
+from lightning_depth.data.diode import DIODEDataModule, synthesize_diode
 from lightning_depth.data.prepare import main as prepare
-from lightning_depth.data.synth import synthesize_diode
 from lightning_depth.io.errors import DataError
 from lightning_depth.models.autoencoder import DepthAutoencoder
 from lightning_depth.tasks.mono import MonoDepthModule
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (16, 16)
-N_SAMPLES = 20  # fractions 0.8/0.1/0.1: 16 train, 2 val, 2 test
+N_SAMPLES = 20  # val_fraction 0.1, test_fraction 0.1: 16 train, 2 val, 2 test
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("diode")
-    synthesize_diode(root / "folder", n=N_SAMPLES, size=(24, 16), seed=1)
+    synthesize_diode(root / "folder", n=N_SAMPLES, size=(16, 24), seed=1)
     # small chunks, so that processes and workers get several each
     argv = ["diode", "--src", str(root / "folder"), "--out", str(root / "shards")]
-    assert prepare([*argv, "--size", *map(str, SIZE), "--chunk-bytes", "4kb"]) == 0
+    assert prepare([*argv, "--size", "x".join(map(str, SIZE)), "--chunk-bytes", "4kb"]) == 0
     return root
 
 
@@ -52,7 +51,7 @@ def _names(loader) -> list[str]:
 def test_train_epoch_covers_the_split_once_in_a_seeded_order(shards):
     folder = DIODEDataModule(str(shards / "folder"), size=SIZE)
     folder.setup()
-    expected = sorted(f[0].stem for f in folder.train_files)
+    expected = sorted(f[0].stem for f in folder.train_samples)
     dm = _datamodule(shards)
     dm.setup()
     loader = dm.train_dataloader()
@@ -75,11 +74,11 @@ def test_evaluation_loaders_and_size_check(shards):
     folder = DIODEDataModule(str(shards / "folder"), size=SIZE)
     folder.setup()
     for loader, files in (
-        (dm.val_dataloader(), folder.val_files),
-        (dm.test_dataloader(), folder.test_files),
+        (dm.val_dataloader(), folder.val_samples),
+        (dm.test_dataloader(), folder.test_samples),
     ):
         assert _names(loader) == [f[0].stem for f in files]  # in order, each once
-    assert _names(dm.predict_dataloader()) == [f[0].stem for f in folder.test_files]
+    assert _names(dm.predict_dataloader()) == [f[0].stem for f in folder.test_samples]
     wrong = _datamodule(shards, size=(32, 32))
     wrong.setup()
     with pytest.raises(
@@ -278,7 +277,7 @@ def test_fit_streams_shards_from_s3(shards, s3_server, tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="depth")
     argv = ["diode", "--src", str(shards / "folder"), "--out", "s3://depth/diode"]
-    assert prepare([*argv, "--size", *map(str, SIZE), "--endpoint-url", s3_server]) == 0
+    assert prepare([*argv, "--size", "x".join(map(str, SIZE)), "--endpoint-url", s3_server]) == 0
     listed = boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="depth")
     keys = {obj["Key"] for obj in listed["Contents"]}
     assert {"diode/train/index.json", "diode/val/index.json"} <= keys

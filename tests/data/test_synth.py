@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lightning_depth.data.synth import render_scene, synthesize_diode
+from lightning_depth.data.diode import synthesize_diode
+from lightning_depth.data.synth import render_scene
 
 
 def _render(seed: int, **kwargs) -> dict:
@@ -105,7 +106,7 @@ _STEM = re.compile(r"^(\d{5})_(\d{5})_(indoors|outdoor)_(\d{3})_(\d{3})$")
 
 def test_synthesize_diode_layout(tmp_path):
     paths = synthesize_diode(
-        tmp_path, n=6, size=(40, 30), seed=1, scenes_per_type=2, scans_per_scene=1
+        tmp_path, n=6, size=(30, 40), seed=1, scenes_per_type=2, scans_per_scene=1
     )
     assert len(paths) == 6 and len(set(paths)) == 6
     types = set()
@@ -132,12 +133,12 @@ def test_synthesize_diode_layout(tmp_path):
 
 
 def test_synthesize_diode_is_deterministic_and_prefix_stable(tmp_path):
-    a = synthesize_diode(tmp_path / "a", n=3, size=(24, 16), seed=7, scene_types=("indoors",))
-    b = synthesize_diode(tmp_path / "b", n=5, size=(24, 16), seed=7, scene_types=("indoors",))
+    a = synthesize_diode(tmp_path / "a", n=3, size=(16, 24), seed=7, scene_types=("indoors",))
+    b = synthesize_diode(tmp_path / "b", n=5, size=(16, 24), seed=7, scene_types=("indoors",))
     for pa, pb in zip(a, b):
         assert pa.relative_to(tmp_path / "a") == pb.relative_to(tmp_path / "b")
         assert pa.read_bytes() == pb.read_bytes()
-    c = synthesize_diode(tmp_path / "c", n=1, size=(24, 16), seed=8, scene_types=("indoors",))
+    c = synthesize_diode(tmp_path / "c", n=1, size=(16, 24), seed=8, scene_types=("indoors",))
     assert c[0].read_bytes() != a[0].read_bytes()
 
 

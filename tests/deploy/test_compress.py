@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lightning_depth.cli import build_cli, main
+from lightning_depth.cli import main
+from lightning_depth.config import build_cli
 from lightning_depth.deploy.compress import (
     count_parameters,
     make_pruning_permanent,
@@ -65,7 +66,8 @@ def test_compress_report(checkpoints, demo_root, tmp_path, task):
     shrink = 0.5 if task == "mono" else 0.99
     assert rows["int8"]["file_bytes"] < shrink * rows["fp32"]["file_bytes"]
     assert rows["pruned"]["zlib_bytes"] < rows["fp32"]["zlib_bytes"]
-    keys = ["ssim", "abs_rel"] if task == "mono" else ["3px", "epe"]
+    # The task's headline metrics, primary first.
+    keys = ["ssim", "abs_rel", "delta1"] if task == "mono" else ["3px", "epe"]
     assert report["metric_keys"] == keys
     for row in rows.values():
         assert Path(row["file"]).is_file() and row["file_bytes"] == Path(row["file"]).stat().st_size
@@ -75,6 +77,7 @@ def test_compress_report(checkpoints, demo_root, tmp_path, task):
     from lightning_depth.deploy.export import load_task
 
     model = load_task(checkpoints[task])
+    assert report["stage"] == model.num_stages == (1 if task == "mono" else 4)
     cli = build_cli([*data, "--trainer.logger=false"], run=False)
     cli.datamodule.setup("fit")
     expected = model.evaluate(cli.datamodule.val_dataloader())

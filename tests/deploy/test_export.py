@@ -5,34 +5,36 @@ import torch
 
 from lightning_depth.cli import main
 from lightning_depth.deploy.export import (
-    ExportedMono,
-    ExportedStereo,
     check_checkpoint_task,
     check_exported,
     checkpoint_task,
     export_model,
+    load_task,
     run_exported,
 )
 from lightning_depth.io.errors import DataError
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.autoencoder import DepthAutoencoder
+from lightning_depth.tasks.mono import MonoDepthModule
+from lightning_depth.tasks.stereo import StereoDepthModule
 
 pytest.importorskip("onnxruntime")
 
 
-def _mono() -> ExportedMono:
+def _mono() -> MonoDepthModule:
     torch.manual_seed(0)
-    return ExportedMono(DepthAutoencoder(depth=2)).eval()
+    return MonoDepthModule(net=DepthAutoencoder(depth=2)).eval()
 
 
-def _stereo(stages=None) -> ExportedStereo:
+def _stereo() -> StereoDepthModule:
     torch.manual_seed(0)
-    return ExportedStereo(AnyNet(spn_channels=2), stages=stages).eval()
+    return StereoDepthModule(net=AnyNet(spn_channels=2)).eval()
 
 
 def test_checkpoint_task_and_mismatch_errors(checkpoints, tmp_path):
     assert checkpoint_task(checkpoints["mono"]) == "mono"
     assert checkpoint_task(checkpoints["stereo"]) == "stereo"
+    assert type(load_task(checkpoints["stereo"])) is StereoDepthModule
     with pytest.raises(DataError, match=r"holds a stereo model .*configs/predict/stereo.yaml"):
         check_checkpoint_task(checkpoints["stereo"], "mono")
     bad = tmp_path / "bad.ckpt"
@@ -41,18 +43,41 @@ def test_checkpoint_task_and_mismatch_errors(checkpoints, tmp_path):
         checkpoint_task(bad)
     with pytest.raises(DataError, match="does not exist"):
         checkpoint_task(tmp_path / "missing.ckpt")
-    torch.save({"state_dict": {"net.foo.weight": torch.ones(1)}}, tmp_path / "other.ckpt")
-    with pytest.raises(DataError, match="neither a DepthAutoencoder nor an AnyNet"):
-        checkpoint_task(tmp_path / "other.ckpt")
+    torch.save({"weights": {}}, tmp_path / "plain.ckpt")
+    with pytest.raises(DataError, match="is not a Lightning checkpoint"):
+        load_task(tmp_path / "plain.ckpt")
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"net.foo.weight": torch.ones(1)}}, other)
+    with pytest.raises(DataError, match=f"checkpoint {other} has no task record"):
+        checkpoint_task(other)
+    with pytest.raises(DataError, match=f"checkpoint {other} has no task record"):
+        load_task(other)
+    # a checkpoint written before the task record: LightningCLI's _class_path names the task
+    legacy = torch.load(checkpoints["stereo"], map_location="cpu", weights_only=False)
+    assert legacy["hyper_parameters"]["_class_path"] == "lightning_depth.StereoDepthModule"
+    del legacy["task"]
+    torch.save(legacy, other)
+    assert checkpoint_task(other) == "stereo"
+    assert type(load_task(other)) is StereoDepthModule
+    for class_path, problem in (
+        ("no_such_package.tasks.Model", "cannot be imported"),
+        ("lightning_depth.tasks.mono.NoSuchModule", "cannot be imported"),
+        ("torch.nn.Linear", "is not a DepthTask"),
+    ):
+        ckpt = torch.load(checkpoints["mono"], map_location="cpu", weights_only=False)
+        ckpt["task"]["class_path"] = class_path
+        torch.save(ckpt, other)
+        with pytest.raises(DataError, match=f"checkpoint {other} names .*{class_path}.*{problem}"):
+            load_task(other)
 
 
 def test_torchscript_parity_both_models(tmp_path):
     mono = _mono()
     path = export_model(mono, tmp_path / "m.pt", "torchscript", height=32, width=32)
     assert check_exported(path, mono, 32, 32)["max_abs_error"] <= 1e-5
-    stereo = _stereo(stages=4)
-    path = export_model(stereo, tmp_path / "s.pt", "torchscript", height=32, width=32)
-    stats = check_exported(path, stereo, 32, 32)
+    stereo = _stereo()
+    path = export_model(stereo, tmp_path / "s.pt", "torchscript", height=32, width=32, stages=4)
+    stats = check_exported(path, stereo, 32, 32, stages=4)
     assert stats["max_rel_error"] <= 1e-4
 
 
@@ -74,6 +99,9 @@ def test_onnx_fp16_mono_and_bf16_refused(tmp_path):
 
     model = onnx.load(str(path))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    # The graph's names are the task's: its input keys and output name.
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["depth_log"]
     stats = check_exported(path, mono, 32, 32, dtype="fp16")  # onnxruntime runs it
     assert stats["max_rel_error"] <= 1e-2 and 0 < stats["max_rel_error_fp32"] <= 0.1, stats
     with pytest.raises(ValueError, match="bf16 ONNX is not exported.*--dtype fp16"):
@@ -87,7 +115,7 @@ def test_onnx_mono_parity_and_dynamic_size(tmp_path):
     assert check_exported(path, mono, 32, 32)["max_rel_error"] <= 1e-4
     x = torch.rand(2, 3, 48, 64)  # another batch and size than the export's
     with torch.no_grad():
-        expected = mono(x)
+        expected = mono.export_module()(x)
     torch.testing.assert_close(run_exported(path, [x]), expected, atol=1e-4, rtol=0)
 
 
@@ -103,6 +131,8 @@ def test_onnx_stereo_parity_with_spn(tmp_path):
 
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 16
+    assert [i.name for i in model.graph.input] == ["left", "right"]
+    assert [o.name for o in model.graph.output] == ["disparity"]
     ops = {n.op_type for n in model.graph.node}
     # The SPN's column loop is one Scan node, not an unrolled chain.
     assert "Scan" in ops and len(model.graph.node) < 1500
@@ -131,7 +161,7 @@ def test_export_cli_errors(checkpoints, tmp_path):
     with pytest.raises(ValueError, match="at least 8 pixels per side"):
         main(["export", f"--ckpt_path={checkpoints['mono']}", "--height=4", "--width=32",
               f"--out={tmp_path / 'x.onnx'}"])  # fmt: skip
-    with pytest.raises(ValueError, match="stereo models only"):
+    with pytest.raises(ValueError, match="stages applies to anytime"):
         main(["export", f"--ckpt_path={checkpoints['mono']}", "--stages=1",
               f"--out={tmp_path / 'x.pt'}"])  # fmt: skip
     with pytest.raises(DataError, match="does not exist"):

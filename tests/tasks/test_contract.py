@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from PIL import Image
 from torch import nn
 from torchmetrics import MeanMetric
@@ -59,7 +60,12 @@ class ToyDepthTask(DepthTask):
     map_kind = "depth"
     metrics_note = "MAE of log-depth over valid pixels."
 
-    def __init__(self, net: Optional[nn.Module] = None, optimizer=None, scheduler=None) -> None:
+    def __init__(
+        self,
+        net: Optional[nn.Module] = None,
+        optimizer: Optional[OptimizerCallable] = None,
+        scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
         super().__init__(optimizer=optimizer, scheduler=scheduler)
         self.save_task_hyperparameters()
         self.net = net if net is not None else TinyNet()
@@ -81,7 +87,9 @@ class ToyDepthTask(DepthTask):
     def make_final_metrics(self) -> nn.ModuleDict:
         return nn.ModuleDict({"mae": MeanMetric()})
 
-    def update_final_metrics(self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor) -> None:
+    def update_final_metrics(
+        self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor
+    ) -> None:
         metrics["mae"].update(_masked_mae(final.float(), batch["target"], batch["mask"]))
 
     def per_sample_metrics(self, batch: dict, outputs: Any) -> dict[str, torch.Tensor]:
@@ -112,6 +120,7 @@ class ToyDepthTask(DepthTask):
 
 
 TOY = f"{__name__}.ToyDepthTask"
+NET = f"{__name__}.TinyNet"
 
 
 def _data_args(root: Path) -> list[str]:
@@ -119,14 +128,12 @@ def _data_args(root: Path) -> list[str]:
     from tests.helpers import demo_data_args
 
     args = demo_data_args("mono", root)
-    # the demo config's model (the autoencoder) is replaced by the toy task
-    return [a for a in args] + [f"--model={TOY}"]
+    # the demo config's model (the autoencoder) is replaced by the toy task and its net
+    return [*args, f"--model={TOY}", f"--model.init_args.net={NET}"]
 
 
 @pytest.mark.slow
-def test_a_task_defined_outside_the_package_runs_through_every_tool(
-    tmp_path: Path, capsys
-) -> None:
+def test_a_task_defined_outside_the_package_runs_through_every_tool(tmp_path: Path, capsys) -> None:
     # -- fit ---------------------------------------------------------------------------
     run = tmp_path / "run"
     main(
@@ -196,9 +203,10 @@ def test_a_task_defined_outside_the_package_runs_through_every_tool(
                 "columns": ["hidden"],
                 "variants": [
                     {"name": "toy h2", "hidden": "2",
-                     "args": [f"--model={TOY}", "--model.init_args.net=tests.tasks.test_contract.TinyNet",
+                     "args": [f"--model={TOY}", f"--model.init_args.net={NET}",
                               "--model.init_args.net.init_args.hidden=2"]},
-                    {"name": "toy h4", "hidden": "4", "args": [f"--model={TOY}"]},
+                    {"name": "toy h4", "hidden": "4",
+                     "args": [f"--model={TOY}", f"--model.init_args.net={NET}"]},
                 ],
             }
         )

@@ -117,6 +117,4 @@ def test_channels_last_keeps_numerics() -> None:
 
 
 def test_ssim_data_range_default_is_largest_target() -> None:
-    assert MonoDepthModule(net=DepthAutoencoder(depth=3)).data_range == pytest.approx(
-        math.log(300)
-    )
+    assert MonoDepthModule(net=DepthAutoencoder(depth=3)).data_range == pytest.approx(math.log(300))

@@ -54,13 +54,13 @@ def _mono(root: Path) -> tuple:
         optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
     )
     return module, DIODEDataModule(
-        str(root), size=(32, 32), batch_size=4, fractions=(0.75, 0.25, 0.0)
+        str(root), size=(32, 32), batch_size=4, val_fraction=0.25, test_fraction=0.0
     )
 
 
 def _stereo(root: Path) -> tuple:
     module = StereoDepthModule(net=AnyNet(spn_channels=2))
-    return module, MonkaaDataModule(str(root), crop_size=(64, 128), batch_size=2, val_fraction=0.25)
+    return module, MonkaaDataModule(str(root), size=(64, 128), batch_size=2, val_fraction=0.25)
 
 
 @pytest.mark.parametrize(
@@ -73,9 +73,9 @@ def _stereo(root: Path) -> tuple:
 def test_bf16_mixed_matches_float32(tmp_path: Path, task, build, epochs, tolerances) -> None:
     root = tmp_path / "data"
     if task == "mono":
-        synthesize_diode(root, n=16, size=(48, 32), seed=0)
+        synthesize_diode(root, n=16, size=(32, 48), seed=0)
     else:
-        synthesize_monkaa(root, scenes=1, frames=8, size=(128, 64), seed=0)
+        synthesize_monkaa(root, scenes=1, frames=8, size=(64, 128), seed=0)
     reference = _fit(build, root, "32-true", tmp_path / "fp32", epochs)
     mixed = _fit(build, root, "bf16-mixed", tmp_path / "bf16", epochs)
     for metric, tolerance in tolerances.items():

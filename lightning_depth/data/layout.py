@@ -1,0 +1,183 @@
+"""What every dataset is made of, whatever the dataset and wherever its files are.
+
+- A :class:`Layout` (one per dataset: ``diode.DIODELayout``, ``monkaa.MonkaaLayout``) knows
+  how a sample's files are named and lie under a root: it lists the samples of a *source* and
+  reads and checks one sample into numpy arrays.
+- A *source* holds the files: a :class:`Folder`, or the original tar archives read in place
+  (:class:`~lightning_depth.data.archive.ArchiveSet`). Sources know nothing of datasets.
+- A :class:`SampleTransform` (one per dataset) turns what a layout reads into a *record*
+  (what ``lightning_depth prepare`` stores in shards) and a record into the tensors the
+  network gets (resize, crop, flip, normalise).
+
+A sample is a tuple of paths: absolute ``Path`` s in a folder, archive member names
+(``PurePosixPath``) in archives; the first is the sample's main file (its image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path, PurePath
+from typing import Iterator, Optional, Protocol, Sequence, Union
+
+import numpy as np
+import torch
+
+from lightning_depth.io.errors import DataError
+
+__all__ = ["Folder", "Layout", "Sample", "SampleTransform", "Source"]
+
+PathLike = Union[str, os.PathLike]
+Sample = tuple[PurePath, ...]
+
+
+class Source(Protocol):
+    """Where samples are read from (:class:`Folder`, ``archive.ArchiveSet``)."""
+
+    #: what one of its files is called in messages: ``"file"``, ``"member"``
+    noun: str
+
+    def describe(self) -> str:
+        """``"root <folder>"``, ``"archives <a>, <b>"``: the subject of a message."""
+
+    def empty_state(self, what: str) -> str:
+        """Why nothing was found: ``"does not exist"``, ``"holds no <what>"``."""
+
+    def location(self, pattern: str) -> str:
+        """Where a root-relative glob ``pattern`` was searched, for messages."""
+
+    def glob(self, patterns: Sequence[str]) -> list[PurePath]:
+        """The paths matching any root-relative ``pattern``, sorted."""
+
+    def exists(self, path: PurePath) -> bool:
+        """Whether ``path`` (as returned by :meth:`glob`, or built from one) is a file."""
+
+    def where(self, path: PurePath) -> str:
+        """``path`` as a message names it."""
+
+    def local(self, paths: Sequence[PurePath]) -> contextlib.AbstractContextManager[list[Path]]:
+        """Readable local files of ``paths``; errors raised inside name ``paths``."""
+
+
+class Folder:
+    """A folder of extracted files (the source ``"folder"``).
+
+    Args:
+        root: the folder; paths it lists are ``root / <relative path>`` (absolute when
+            ``root`` is). Reading takes paths as they are.
+    """
+
+    noun = "file"
+
+    def __init__(self, root: PathLike = ".") -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"root {self.root}"
+
+    def empty_state(self, what: str) -> str:
+        return "does not exist" if not self.root.exists() else f"holds no {what}"
+
+    def location(self, pattern: str) -> str:
+        return str(self.root / pattern)
+
+    def glob(self, patterns: Sequence[str]) -> list[PurePath]:
+        return sorted(path for pattern in patterns for path in self.root.glob(pattern))
+
+    def exists(self, path: PurePath) -> bool:
+        return Path(path).is_file()
+
+    def where(self, path: PurePath) -> str:
+        return str(path)
+
+    @contextlib.contextmanager
+    def local(self, paths: Sequence[PurePath]) -> Iterator[list[Path]]:
+        yield [Path(p) for p in paths]
+
+
+class Layout:
+    """A dataset's on-disk layout: list the samples of a source, read and check one.
+
+    Subclasses set :attr:`name`, :attr:`description`, :attr:`files` and :attr:`empty`, and
+    implement :meth:`patterns`, :meth:`companions` and :meth:`read`.
+    """
+
+    #: the dataset's name in messages
+    name: str = ""
+    #: the layout in words, for messages: ``<root>/<split>/...``
+    description: str = ""
+    #: what each file of a sample is, main file first: ``("image", "depth", "depth mask")``
+    files: tuple[str, ...] = ()
+    #: what a source without samples holds none of
+    empty: str = "samples"
+
+    def patterns(self) -> list[str]:
+        """Root-relative glob patterns of the samples' main files."""
+        raise NotImplementedError
+
+    def companions(self, main: PurePath) -> tuple[PurePath, ...]:
+        """The other files of the sample whose main file is ``main``, in :attr:`files` order."""
+        raise NotImplementedError
+
+    def read(self, paths: Sequence[PathLike]) -> dict[str, np.ndarray]:
+        """Read and check the local files of one sample (in :attr:`files` order).
+
+        Raises:
+            DataError: a file is missing, unreadable or invalid, or the files disagree (the
+                message names the files).
+        """
+        raise NotImplementedError
+
+    def name_of(self, sample: Sample) -> str:
+        """The sample's name (outputs and batches carry it): its main file's stem."""
+        return sample[0].stem
+
+    def list(self, source: Source) -> list[Sample]:
+        """The samples of ``source``, sorted by main file.
+
+        Raises:
+            DataError: no sample is found (naming where it looked and the expected layout),
+                or a sample lacks one of its files (named).
+        """
+        mains = source.glob(self.patterns())
+        if not mains:
+            searched = ", ".join(source.location(p) for p in self.patterns())
+            raise DataError(
+                f"{self.name} {source.describe()} {source.empty_state(self.empty)}: searched "
+                f"{searched}; expected the layout {self.description}"
+            )
+        samples = []
+        for main in mains:
+            others = self.companions(main)
+            for path, what in zip(others, self.files[1:]):
+                if not source.exists(path):
+                    raise DataError(
+                        f"missing {what} {source.noun} {source.where(path)} for "
+                        f"{self.files[0]} {source.where(main)}"
+                    )
+            samples.append((main, *others))
+        return samples
+
+    def has_samples(self, source: Source) -> bool:
+        """Whether ``source`` holds any sample's main file (nothing is checked)."""
+        return bool(source.glob(self.patterns()))
+
+
+class SampleTransform(Protocol):
+    """A dataset's transform, shared by the folder, archive and shard sources."""
+
+    #: the record's arrays: name -> (dtype, ndim); shards are checked against it
+    fields: dict[str, tuple[type, int]]
+
+    def record(self, arrays: dict[str, np.ndarray], files: Sequence[str]) -> dict[str, np.ndarray]:
+        """What a layout read -> the record shards store (``files`` name the sample's files
+        for messages)."""
+
+    def __call__(
+        self,
+        record: dict[str, np.ndarray],
+        generator: Optional[torch.Generator] = None,
+        where: str = "sample",
+    ) -> dict[str, torch.Tensor]:
+        """A record -> the item's tensors; random augmentation is drawn from ``generator``
+        (``None``: torch's global RNG); ``where`` names the sample in messages."""
