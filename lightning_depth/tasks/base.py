@@ -84,6 +84,9 @@ class DepthTask(L.LightningModule):
     name: ClassVar[str] = "depth"
     #: batch keys the network takes, in call order (also the exported graph's input names).
     input_keys: ClassVar[tuple[str, ...]] = ("image",)
+    #: whether the network takes ImageNet-normalised images (else images in [0, 1]); see
+    #: :mod:`lightning_depth.encoding`.
+    normalized_inputs: ClassVar[bool] = False
     #: batch key of the ground truth.
     target_key: ClassVar[str] = "target"
     #: name of the exported graph's output.
@@ -191,11 +194,11 @@ class DepthTask(L.LightningModule):
         seed: int = 0,
     ) -> tuple[torch.Tensor, ...]:
         """Random network inputs ``(batch, 3, height, width)``, one per :attr:`input_keys`,
-        in the network's input encoding (images in [0, 1] by default)."""
+        in the network's input encoding: uniform in [0, 1], or standard normal when
+        :attr:`normalized_inputs`."""
         g = torch.Generator().manual_seed(seed)
-        return tuple(
-            torch.rand(batch, 3, height, width, generator=g).to(dtype) for _ in self.input_keys
-        )
+        draw = torch.randn if self.normalized_inputs else torch.rand
+        return tuple(draw(batch, 3, height, width, generator=g).to(dtype) for _ in self.input_keys)
 
     def export_module(self, stages: Optional[int] = None) -> nn.Module:
         """A module taking the :attr:`input_keys` tensors (sizes multiples of

@@ -55,6 +55,7 @@ class StereoDepthModule(DepthTask):
     name = "stereo"
     input_keys = ("left", "right")
     target_key = "disparity"
+    normalized_inputs = True
     output_name = "disparity"
     output_unit = "disparity of the left view, pixels"
     monitor = "val/3px"
@@ -111,18 +112,6 @@ class StereoDepthModule(DepthTask):
 
     def forward_outputs(self, batch: dict, stages: Optional[int] = None) -> list[torch.Tensor]:
         return self(batch["left"], batch["right"], stages=stages)
-
-    def example_inputs(
-        self,
-        height: int,
-        width: int,
-        batch: int = 1,
-        dtype: torch.dtype = torch.float32,
-        seed: int = 0,
-    ) -> tuple[torch.Tensor, ...]:
-        """Random ImageNet-normalised-like inputs (standard normal)."""
-        g = torch.Generator().manual_seed(seed)
-        return tuple(torch.randn(batch, 3, height, width, generator=g).to(dtype) for _ in range(2))
 
     def export_module(self, stages: Optional[int] = None) -> nn.Module:
         return _Exported(self.net, stages).eval()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from lightning_depth import MonoDepthModule
 from lightning_depth.models.autoencoder import DepthAutoencoder
+from tests.helpers import quiet_trainer
 
 
 def _batch(n: int = 2, size: int = 32) -> dict:
@@ -65,14 +65,7 @@ def test_evaluate_matches_trainer_validate(tmp_path) -> None:
         batch_size=2,
     )
     manual = module.evaluate(loader)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     logged = trainer.validate(module, loader, verbose=False)[0]
     for key in ("ssim", "abs_rel", "rmse", "delta1"):
         assert logged[f"val/{key}"] == pytest.approx(manual[key], rel=1e-5), key

@@ -22,6 +22,7 @@ from lightning_depth.data import (
 )
 from lightning_depth.losses import MonoDepthLoss
 from lightning_depth.models import AnyNet, DepthAutoencoder
+from tests.helpers import quiet_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +30,8 @@ pytestmark = pytest.mark.slow
 def _fit(build, root: Path, precision: str, out: Path, epochs: int) -> dict:
     L.seed_everything(0)
     module, data = build(root)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        precision=precision,
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-        num_sanity_val_steps=0,
+    trainer = quiet_trainer(
+        precision=precision, max_epochs=epochs, default_root_dir=out, num_sanity_val_steps=0
     )
     trainer.fit(module, data)
     for name, value in module.state_dict().items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader
 from lightning_depth import StereoDepthModule
 from lightning_depth.losses import MultiStageSmoothL1
 from lightning_depth.models import AnyNet
+from tests.helpers import quiet_trainer
 
 
 def _batch(n: int = 2, h: int = 64, w: int = 128) -> dict:
@@ -42,7 +42,7 @@ def test_default_optimizer_is_the_originals() -> None:
 
 def test_spn_stage_waits_for_its_start_epoch() -> None:
     module = StereoDepthModule(net=AnyNet(spn_channels=2), spn_start_epoch=2)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    trainer = quiet_trainer()
     module.trainer = trainer
     assert module.stage_weights() == (0.25, 0.5, 1.0, 0.0)
     trainer.fit_loop.epoch_progress.current.completed = 2
@@ -84,13 +84,7 @@ def test_evaluate_matches_validate_and_per_sample_values() -> None:
     items = [{k: v[i] for k, v in batch.items()} for i in range(3)]
     loader = DataLoader(items, batch_size=2)
     manual = module.evaluate(loader)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer()
     logged = trainer.validate(module, loader, verbose=False)[0]
     for key in ("3px", "epe", "3px_stage1", "epe_stage2"):
         assert logged[f"val/{key}"] == pytest.approx(manual[key], rel=1e-5), key
