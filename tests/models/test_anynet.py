@@ -206,7 +206,7 @@ def test_model_cast_to_half_keeps_float32_islands(half) -> None:
 
 def test_sum_depth_taps_capture_form_equals_eager() -> None:
     """The pure form used under graph capture computes what the in-place Function does."""
-    from lightning_depth.models.anynet import _sum_depth_taps, _SumDepthTaps
+    from lightning_depth.models.conv3d import _sum_depth_taps, _SumDepthTaps
 
     taps = torch.randn(2 * 5, 3 * 4, 6, 7, dtype=torch.float64)
     torch.testing.assert_close(_sum_depth_taps(taps, 5), _SumDepthTaps.apply(taps, 5))
