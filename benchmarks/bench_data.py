@@ -6,9 +6,12 @@ the published archives (DIODE ``val.tar.gz``; Monkaa ``frames_cleanpass.tar`` an
 in a shuffled order in one process (samples/s per DataLoader worker, best of 3 passes) at
 training sizes: 256x256 mono items, 256x512 stereo crops. Archives are also read in archive
 order, which is what ``prepare`` does; shards are also read as whole epochs through a
-``StreamingDataLoader``, whose per-epoch start-up dominates on sets this small. Finally a short mono training run (DepthAutoencoder, batch 8,
-256x256, one loader worker) on shards measures the fraction of step time spent waiting for
-data.
+``StreamingDataLoader``, whose per-epoch start-up dominates on sets this small. The pre-flight
+data check (:mod:`lightning_depth.data.check`) of each folder is timed twice: cold (nothing
+cached; the files are in the OS page cache, having just been written) and cached (its
+outcomes reused: only the files' sizes and times are read). Finally a short mono training
+run (DepthAutoencoder, batch 8, 256x256, one loader worker) on shards measures the fraction
+of step time spent waiting for data.
 
 Rendered scenes compress better than photographs, so the PNG decoding cost here is a lower
 bound of the real data's.
@@ -19,7 +22,9 @@ Usage::
     python benchmarks/bench_data.py --quick         # smoke run, tiny sizes (not comparable)
 
 The last line is ``RESULT shards_vs_folder_mono=<x> shards_vs_folder_stereo=<x>
-data_wait_fraction=<x>``.
+data_wait_fraction=<x> check_mono_files_s_cold=<x> check_mono_files_s_cached=<x>
+check_stereo_files_s_cold=<x> check_stereo_files_s_cached=<x>`` (check rates in files per
+second, all workers together).
 """
 
 from __future__ import annotations
@@ -34,14 +39,18 @@ from pathlib import Path
 import torch
 
 from lightning_depth.data.archive import ArchiveSet
+from lightning_depth.data.check import scan
 from lightning_depth.data.diode import (
     DIODEDataset,
+    DIODELayout,
     DIODETransform,
     list_diode_samples,
     synthesize_diode,
 )
+from lightning_depth.data.layout import Folder
 from lightning_depth.data.monkaa import (
     MonkaaDataset,
+    MonkaaLayout,
     MonkaaTransform,
     list_monkaa_samples,
     synthesize_monkaa,
@@ -75,6 +84,20 @@ def loader_epoch_rate(dataset, repeats: int = 3) -> float:
     return best
 
 
+def check_rates(layout, folder: Path, cache: Path) -> tuple[float, float]:
+    """Files/s of the pre-flight check of ``folder``: cold (no cached outcome), then cached."""
+    source = Folder(folder)
+    samples = layout.list(source)
+    files = len(samples) * len(layout.files)
+    rates = []
+    for expect_read in (len(samples), 0):
+        start = time.perf_counter()
+        result = scan(layout, source, samples, check_dir=cache)
+        rates.append(files / (time.perf_counter() - start))
+        assert result.read == expect_read and not result.bad, result.summary()
+    return rates[0], rates[1]
+
+
 def pack(folder: Path, top: str, archive: Path, mode: str) -> Path:
     with tarfile.open(archive, mode) as tar:
         tar.add(folder / top, arcname=top)
@@ -94,6 +117,9 @@ def bench_mono(root: Path, n: int, source_size, size) -> dict[str, float]:
     files = list_diode_samples(root / "folder")
     order = [(i, i) for i in random.Random(0).sample(range(n), n)]
     out = {"folder": rate(DIODEDataset(files, size=size, hflip=True), order)}
+    out["check_cold"], out["check_cached"] = check_rates(
+        DIODELayout(), root / "folder", root / "checks"
+    )
     t = time.perf_counter()
     archives = ArchiveSet([archive])
     index_s = time.perf_counter() - t
@@ -128,6 +154,9 @@ def bench_stereo(root: Path, frames: int, source_size, crop) -> dict[str, float]
     order = [(i, i) for i in random.Random(0).sample(range(n), n)]
     kwargs = dict(training=True, size=crop)
     out = {"folder": rate(MonkaaDataset(samples, **kwargs), order)}
+    out["check_cold"], out["check_cached"] = check_rates(
+        MonkaaLayout(), root / "folder", root / "checks"
+    )
     from_archive = MonkaaDataset(list_monkaa_samples(archives), source=archives, **kwargs)
     out["archive_tar_bz2_shuffled"] = rate(from_archive, order)
     out["archive_tar_bz2_in_order"] = rate(from_archive, [(i, i) for i in range(n)])
@@ -196,7 +225,8 @@ def main() -> None:
         torch.set_num_threads(threads)
         for name, rates in (("mono", m), ("stereo", s)):
             for source, value in rates.items():
-                print(f"{name:6s} {source:26s} {value:8.1f} samples/s per worker")
+                unit = "files/s (check)" if source.startswith("check") else "samples/s per worker"
+                print(f"{name:6s} {source:26s} {value:8.1f} {unit}")
         shards = root / "diode" / "shards" / "train"
         wait = data_wait_fraction(shards, mono["size"], steps, batch_size)
         print(
@@ -204,7 +234,11 @@ def main() -> None:
         )
     print(
         f"RESULT shards_vs_folder_mono={m['shards'] / m['folder']:.2f} "
-        f"shards_vs_folder_stereo={s['shards'] / s['folder']:.2f} data_wait_fraction={wait:.3f}"
+        f"shards_vs_folder_stereo={s['shards'] / s['folder']:.2f} data_wait_fraction={wait:.3f} "
+        f"check_mono_files_s_cold={m['check_cold']:.0f} "
+        f"check_mono_files_s_cached={m['check_cached']:.0f} "
+        f"check_stereo_files_s_cold={s['check_cold']:.0f} "
+        f"check_stereo_files_s_cached={s['check_cached']:.0f}"
     )
 
 

@@ -11,7 +11,9 @@ list replaces them; ``trainer.callbacks+:`` (in a config) or ``--trainer.callbac
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+import logging
+import time
+from typing import Any, Optional, Sequence
 
 import lightning as L
 import torch
@@ -20,8 +22,13 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from lightning_depth.callbacks.checkpoints import BestCheckpoint, LatestCheckpoint
+from lightning_depth.callbacks.checkpoints import (
+    BestCheckpoint,
+    LatestCheckpoint,
+    resolve_ckpt_path,
+)
 from lightning_depth.callbacks.panels import PredictionPanels
+from lightning_depth.callbacks.summary import summary_lines
 from lightning_depth.tasks.base import DepthTask
 
 __all__ = ["DEFAULT_CALLBACKS", "DepthCLI", "LoggedConfig", "build_cli", "check_precision"]
@@ -62,8 +69,45 @@ class DepthCLI(LightningCLI):
 
     Before ``fit``/``validate``/``test`` it refuses ``bf16`` precision on a GPU without
     bfloat16 support (V100, GTX 10xx) with a clear message, rather than letting it fail or
-    crawl later.
+    crawl later. After each it prints a summary ending in one ``RESULT key=value ...`` line
+    (global rank 0 only; see :mod:`~lightning_depth.callbacks.summary`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.started = time.perf_counter()
+        silence_tips()
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        # LightningCLI warns when ``args`` is given while sys.argv holds arguments; here the
+        # tools (compress, ablate) pass lists they built on purpose from their own command
+        # line, so the warning would only be noise. Otherwise as LightningCLI parses.
+        if args is None or isinstance(args, (list, tuple)):
+            self.config = parser.parse_args(args)
+        else:  # a dict or Namespace
+            self.config = parser.parse_object(args)
+
+    def after_fit(self) -> None:
+        self._summarize("fit")
+
+    def after_validate(self) -> None:
+        self._summarize("validate")
+
+    def after_test(self) -> None:
+        self._summarize("test")
+
+    def _summarize(self, stage: str) -> None:
+        if self.trainer.is_global_zero:
+            seconds = time.perf_counter() - self.started
+            print("\n".join(summary_lines(self.trainer, stage, seconds)), flush=True)
+
+    def before_fit(self) -> None:
+        # --ckpt_path last|best: the run's checkpoint in <default_root_dir>/checkpoints, in
+        # any process, or an error that says where it looked (never from scratch).
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = resolve_ckpt_path(self.trainer, config.get("ckpt_path"))
+
+    before_validate = before_test = before_predict = before_fit
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.callbacks": DEFAULT_CALLBACKS})
@@ -92,6 +136,23 @@ class DepthCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
+class _DropTips(logging.Filter):
+    """Drops Lightning's advertising tips (``💡 Tip: ... litlogger ...``, logged at INFO on
+    every run); every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def silence_tips() -> None:
+    """Install :class:`_DropTips` on the loggers Lightning's ``rank_zero_info`` writes to
+    (there is no setting for it); idempotent."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
+
+
 def check_precision(precision: object, accelerator: object) -> None:
     """Raise if ``precision`` asks for bfloat16 on a CUDA device that lacks it."""
     if precision is None or "bf16" not in str(precision):
@@ -105,10 +166,11 @@ def check_precision(precision: object, accelerator: object) -> None:
             )
 
 
-def build_cli(args: Sequence[str], run: bool = True) -> DepthCLI:
+def build_cli(args: Optional[Sequence[str]], run: bool = True) -> DepthCLI:
     """The project's LightningCLI over ``args``: with ``run=True`` they start with a
     subcommand (``fit``, ``test``, ...), with ``run=False`` they are only configs and
-    overrides, and the model, data and trainer are built but not run."""
+    overrides, and the model, data and trainer are built but not run. ``None``: the
+    process's own command line (``sys.argv[1:]``)."""
     return DepthCLI(
         DepthTask,
         LightningDataModule,
@@ -117,6 +179,58 @@ def build_cli(args: Sequence[str], run: bool = True) -> DepthCLI:
         seed_everything_default=42,
         save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
-        args=list(args),
+        args=None if args is None else list(args),
         run=run,
     )
+
+
+#: what ``check-data`` adds after the user's arguments: a trainer that needs no accelerator
+#: and starts nothing (the check reads only the data section)
+CHECK_DATA_TRAINER = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.num_nodes=1",
+    "--trainer.strategy=auto",
+    "--trainer.precision=32-true",
+    "--trainer.logger=false",
+    "--trainer.callbacks=[]",
+]
+
+
+def check_data_main(argv: Sequence[str]) -> int:
+    """Check every sample of a config's data, as fit does before its first step, and stop.
+
+    ``lightning_depth check-data --config CONFIG [--data.init_args.X=...]`` builds the
+    config's DataModule (generated data are written first if the config asks for them) and
+    runs its pre-flight check. Exit status 0 when every sample is good (or, with
+    ``on_bad_samples=exclude``, once the report is written), 1 with the list of bad samples.
+    """
+    import sys
+
+    from lightning_depth.data.base import DepthDataModule
+    from lightning_depth.io.errors import DataError
+
+    args = list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(check_data_main.__doc__)
+        return 0 if args else 2
+    cli = build_cli([*args, *CHECK_DATA_TRAINER], run=False)
+    data = cli.datamodule
+    if not isinstance(data, DepthDataModule) or data.source == "shards":
+        print(
+            f"lightning_depth check-data: error: {type(data).__name__} (source "
+            f"{getattr(data, 'source', '?')}) has no pre-flight check; it checks folders and "
+            "archives of DIODEDataModule and MonkaaDataModule (shards were checked by prepare)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        data.prepare_data()
+        data.checked_splits()
+    except (DataError, ValueError) as e:
+        print(f"lightning_depth check-data: error: {e}", file=sys.stderr)
+        return 1
+    print(data.check_result.summary())
+    if data.excluded_report is not None:
+        print(f"excluded {len(data.check_result.bad)} bad samples; report: {data.excluded_report}")
+    return 0

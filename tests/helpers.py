@@ -70,13 +70,13 @@ def _fit_one_epoch(args: list[str], root: Path) -> Path:
 
 
 def demo_data_args(task: str, root: Path) -> list[str]:
-    """The demo config of ``task`` with tiny generated data under ``root`` (mono 4-1-4 ->
-    depth 2 at 32x32; AnyNet with a 2-channel SPN at 64x128 crops)."""
+    """The demo config of ``task`` with tiny generated data under ``root`` (its ``synth_dir``;
+    mono 4-1-4 -> depth 2 at 32x32; AnyNet with a 2-channel SPN at 64x128 crops)."""
     if task == "mono":
-        return ["--config", "configs/demo/mono.yaml", f"--data.init_args.root={root / 'diode'}",
+        return ["--config", "configs/demo/mono.yaml", f"--data.init_args.synth_dir={root / 'diode'}",
                 "--data.init_args.synth_samples=12", "--data.init_args.synth_size=[48, 64]",
                 "--data.init_args.size=[32, 32]"]  # fmt: skip
-    return ["--config", "configs/demo/stereo.yaml", f"--data.init_args.root={root / 'monkaa'}",
+    return ["--config", "configs/demo/stereo.yaml", f"--data.init_args.synth_dir={root / 'monkaa'}",
             "--data.init_args.synth_scenes=1", "--data.init_args.synth_frames=6",
             "--data.init_args.synth_size=[64, 128]", "--data.init_args.split_by=frame",
             "--data.init_args.val_fraction=0.3", "--data.init_args.size=[64, 128]"]  # fmt: skip
@@ -93,3 +93,36 @@ def demo_checkpoints(root: Path) -> dict[str, Path]:
         root / "stereo",
     )
     return {"mono": mono, "stereo": stereo}
+
+
+def quiet_trainer(**overrides) -> L.Trainer:
+    """A CPU Trainer for tests: no logger, checkpoints, progress bar or model summary unless
+    ``overrides`` say otherwise."""
+    settings = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**{**settings, **overrides})
+
+
+class BatchLog(Callback):
+    """Appends one JSON line per training batch, ``{"epoch", "batch", "step", "names"}``
+    (``step``: the global step after it), to ``path`` as soon as the batch is trained, then
+    sleeps ``seconds``: a run slow enough to be signalled mid-epoch, and a record of what it
+    trained up to the moment it was stopped."""
+
+    def __init__(self, path: str, seconds: float = 0.0) -> None:
+        self.path, self.seconds = Path(path), seconds
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        record = {"epoch": trainer.current_epoch, "batch": batch_idx, "step": trainer.global_step,
+                  "names": list(batch["name"])}  # fmt: skip
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.seconds:
+            import time
+
+            time.sleep(self.seconds)

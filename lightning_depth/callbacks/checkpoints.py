@@ -1,17 +1,52 @@
-"""The default checkpoints of a run: the best epoch on the task's metric, and the latest."""
+"""The default checkpoints of a run: the best epoch on the task's metric, and the latest; and
+what ``--ckpt_path last`` / ``--ckpt_path best`` mean.
+
+A run's checkpoints live in ``<trainer.default_root_dir>/checkpoints/`` (:func:`run_checkpoint_dir`),
+not under the logger's version folder: a new process of the same run (a resumed job, a
+``validate`` or ``test`` afterwards) has a new logger version but finds the same folder.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
 from typing import Optional
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-__all__ = ["BestCheckpoint", "LatestCheckpoint"]
+__all__ = [
+    "BestCheckpoint",
+    "LatestCheckpoint",
+    "checkpoint_folders",
+    "resolve_ckpt_path",
+    "run_checkpoint_dir",
+]
+
+#: ``--ckpt_path`` values resolved by :func:`resolve_ckpt_path`
+SPECIAL_CKPT_PATHS = ("last", "best")
 
 
-class BestCheckpoint(ModelCheckpoint):
+def run_checkpoint_dir(trainer: L.Trainer) -> str:
+    """The run's checkpoint folder: ``<trainer.default_root_dir>/checkpoints``."""
+    path = os.path.join(trainer.default_root_dir, "checkpoints")
+    return os.path.realpath(os.path.expanduser(path)) if _is_local_file_protocol(path) else path
+
+
+class _RunFolderCheckpoint(ModelCheckpoint):
+    """A ``ModelCheckpoint`` whose default folder is :func:`run_checkpoint_dir` (Lightning's
+    default is the logger's version folder, a new one in every process)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = run_checkpoint_dir(trainer)
+        super().setup(trainer, pl_module, stage)
+
+
+class BestCheckpoint(_RunFolderCheckpoint):
     """The ``save_top_k`` best epochs on a monitored metric.
 
     ``monitor=None`` (the default) watches the task's own metric and direction
@@ -20,7 +55,7 @@ class BestCheckpoint(ModelCheckpoint):
     ``best-epoch007-val_ssim0.7102.ckpt``.
 
     Args:
-        dirpath: folder (default: Lightning's, under the logger's or the root folder).
+        dirpath: folder (default: the run's, ``<trainer.default_root_dir>/checkpoints``).
         monitor: logged metric key; ``None``: the task's.
         mode: ``"min"`` or ``"max"``; ``None``: the task's (or ``"min"`` with a ``monitor``).
         filename: Lightning file-name template; ``None``: ``best-epoch{epoch}-<metric>{value}``.
@@ -60,13 +95,13 @@ class BestCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
 
 
-class LatestCheckpoint(ModelCheckpoint):
+class LatestCheckpoint(_RunFolderCheckpoint):
     """The latest epoch, with ``last.ckpt`` linked to it, so ``--ckpt_path last`` resumes from
     the newest state even when it is not the best (Lightning's own ``save_last`` on a
     monitored checkpoint only refreshes on epochs that improved the metric).
 
     Args:
-        dirpath: folder (default: Lightning's, under the logger's or the root folder).
+        dirpath: folder (default: the run's, ``<trainer.default_root_dir>/checkpoints``).
     """
 
     def __init__(self, dirpath: Optional[str] = None) -> None:
@@ -77,3 +112,112 @@ class LatestCheckpoint(ModelCheckpoint):
             save_last="link",
             auto_insert_metric_name=False,
         )
+
+
+# -- --ckpt_path last | best -------------------------------------------------------------------
+
+
+def checkpoint_folders(trainer: L.Trainer, kind: type = ModelCheckpoint) -> list[str]:
+    """Where the trainer's checkpoint callbacks of type ``kind`` write, known before they are
+    set up: their ``dirpath``, or the run's folder for ours. A plain ``ModelCheckpoint``
+    without ``dirpath`` writes under the logger's version folder, which a new process cannot
+    know, so it is left out. No such callback: the run's folder."""
+    folders: list[str] = []
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, kind):
+            continue
+        if callback.dirpath is not None:
+            folder = str(callback.dirpath)
+        elif isinstance(callback, _RunFolderCheckpoint):
+            folder = run_checkpoint_dir(trainer)
+        else:
+            continue
+        if folder not in folders:
+            folders.append(folder)
+    return folders or [run_checkpoint_dir(trainer)]
+
+
+def _mtime(path: str) -> Optional[float]:
+    try:
+        return os.path.getmtime(path)  # follows links; a dangling link has none
+    except OSError:
+        return None
+
+
+def _newest(paths: list[str]) -> Optional[str]:
+    dated = [(t, p) for p in paths if (t := _mtime(p)) is not None]
+    return max(dated)[1] if dated else None
+
+
+def _last(trainer: L.Trainer) -> tuple[str, str]:
+    folders = checkpoint_folders(trainer)
+    patterns = [os.path.join(f, f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt") for f in folders]
+    # Lightning's SLURM auto-requeue saves hpc_ckpt_<n>.ckpt into the root folder.
+    patterns.append(os.path.join(str(trainer.default_root_dir), "hpc_ckpt_*.ckpt"))
+    path = _newest([p for pattern in patterns for p in glob.glob(pattern)])
+    if path is None:
+        raise FileNotFoundError(
+            "--ckpt_path last: no checkpoint of this run to load; looked for "
+            + ", ".join(patterns)
+            + ". Train without --ckpt_path first (checkpoints go to "
+            "<trainer.default_root_dir>/checkpoints), use the same --trainer.default_root_dir "
+            "as the run, or pass a checkpoint file."
+        )
+    return path, "the newest of " + ", ".join(patterns)
+
+
+def _best(trainer: L.Trainer) -> tuple[str, str]:
+    folders = checkpoint_folders(trainer, BestCheckpoint)
+    files = [p for f in folders for p in glob.glob(os.path.join(f, "*.ckpt"))]
+    newest = _newest(files)
+    where = ", ".join(os.path.join(f, "*.ckpt") for f in folders)
+    if newest is None:
+        raise FileNotFoundError(
+            f"--ckpt_path best: no checkpoint of this run to choose from in {where}. Train "
+            "without --ckpt_path first (checkpoints go to <trainer.default_root_dir>/"
+            "checkpoints), use the same --trainer.default_root_dir as the run, or pass a "
+            "checkpoint file."
+        )
+    # Every checkpoint holds the BestCheckpoint's state as it was when it was written: the
+    # newest one knows the run's best file and its score.
+    callbacks = torch.load(newest, map_location="cpu", mmap=True, weights_only=False).get(
+        "callbacks", {}
+    )
+    states = [
+        s
+        for key, s in callbacks.items()
+        if key.startswith(BestCheckpoint.__qualname__ + "{") and s.get("best_model_path")
+    ]
+    if len(states) != 1:
+        raise ValueError(
+            f"--ckpt_path best: the newest checkpoint {newest} records "
+            f"{len(states)} BestCheckpoint best files (expected one); pass a checkpoint file."
+        )
+    state = states[0]
+    name = os.path.basename(state["best_model_path"])
+    path = os.path.join(os.path.dirname(newest), name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"--ckpt_path best: the newest checkpoint {newest} names {name} as the best "
+            f"({state['monitor']}), but {path} does not exist; pass a checkpoint file."
+        )
+    score = float(state["best_model_score"])
+    return path, f"the best {state['monitor']} ({score:.4f}) recorded in {newest}"
+
+
+def resolve_ckpt_path(trainer: L.Trainer, ckpt_path: Optional[str]) -> Optional[str]:
+    """``--ckpt_path`` as a file: ``last`` is the newest ``last*.ckpt`` of the run (or a newer
+    SLURM ``hpc_ckpt_*.ckpt`` in the root folder), ``best`` the best ``BestCheckpoint`` file
+    of the run; anything else is returned as it is.
+
+    Unlike Lightning's own ``last``/``best``, this works in a new process (Lightning's
+    ``best`` only knows the current process's fit) and never goes on without a checkpoint.
+
+    Raises:
+        FileNotFoundError: no such checkpoint; the message says where it looked.
+    """
+    if ckpt_path not in SPECIAL_CKPT_PATHS:
+        return ckpt_path
+    path, why = _last(trainer) if ckpt_path == "last" else _best(trainer)
+    rank_zero_info(f"--ckpt_path {ckpt_path}: loading {path} ({why})")
+    return path

@@ -1,8 +1,7 @@
-"""Demo report: metrics before and after training, a figure, and one ``RESULT`` line."""
+"""Demo report: metrics before and after training, a figure, and their ``RESULT`` values."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -18,9 +17,10 @@ class LearningReport(Callback):
     The model must provide ``evaluate(dataloader) -> dict`` and ``visualize(batch, outputs,
     index) -> dict[str, uint8 (H, W, 3)]`` (every ``DepthTask`` does). At the end of ``fit``:
 
-    - prints ``RESULT <name>_before=... <name>_after=... seconds=...`` as one ``key=value``
-      line that scripts can read; ``seconds`` counts from this callback's creation (data
-      generation included);
+    - prints the values before and after, and holds them as :meth:`result_values`
+      (``<name>_before=... <name>_after=...``), which the run summary that ``lightning_depth
+      fit`` prints puts first in its one ``RESULT key=value ...`` line (see
+      :mod:`~lightning_depth.callbacks.summary`; it adds ``seconds`` and the checkpoints);
     - writes a PNG figure of ``num_samples`` validation samples (one row each, one column per
       picture the model's ``visualize`` returns) to ``figure_path``.
 
@@ -44,7 +44,6 @@ class LearningReport(Callback):
         self.figure_path = figure_path
         self.figure = figure
         self.num_samples = num_samples
-        self.start = time.perf_counter()
         self.before: dict[str, float] = {}
         self.after: dict[str, float] = {}
 
@@ -63,13 +62,17 @@ class LearningReport(Callback):
         self._print("after", self.after)
         if self.figure and trainer.is_global_zero:
             self.write_figure(trainer, pl_module)
-        seconds = time.perf_counter() - self.start
-        parts = []
+
+    def result_values(self) -> dict[str, float]:
+        """``{"<name>_before": ..., "<name>_after": ...}`` per reported metric, in the order
+        of ``metrics`` (empty until ``fit`` has ended)."""
+        if not self.after or not self.metrics:
+            return {}
+        values = {}
         for name, key in self.metrics.items():
-            parts.append(f"{name}_before={self.before[key]:.4f}")
-            parts.append(f"{name}_after={self.after[key]:.4f}")
-        parts.append(f"seconds={seconds:.1f}")
-        self._emit("RESULT " + " ".join(parts))
+            values[f"{name}_before"] = float(self.before[key])
+            values[f"{name}_after"] = float(self.after[key])
+        return values
 
     def _print(self, when: str, values: dict[str, float]) -> None:
         shown = ", ".join(f"{key}={values[key]:.4f}" for key in self.metrics.values())

@@ -1,8 +1,9 @@
 """DataModules and datasets for DIODE and SceneFlow Monkaa, and the scene generator.
 
-Cut by dataset: ``diode`` and ``monkaa`` each hold a layout (list, read, write), a transform
-and a DataModule; ``layout``, ``archive``, ``streaming``, ``splits``, ``transforms`` and
-``base`` are generic over datasets.
+Cut by dataset: ``diode`` and ``monkaa`` each hold a layout (list, read, check, write), a
+transform and a DataModule; ``layout``, ``archive``, ``streaming``, ``splits``,
+``transforms``, ``check`` (the pre-flight data check), ``generated`` (where generated sets
+go) and ``base`` are generic over datasets.
 """
 
 from lightning_depth.data.diode import (

@@ -246,6 +246,27 @@ class ArchiveSet:
         archive = self.owner.get(name)
         return f"{archive.path}:{name}" if archive else name
 
+    def identity(self) -> str:
+        return "archives " + ", ".join(str(a.path.resolve()) for a in self.archives)
+
+    def stamp(self, path: Union[str, PurePosixPath]) -> Optional[list[int]]:
+        """The archive's size and modification time and the member's offset and size."""
+        name = _name(path)
+        archive = self.owner.get(name)
+        if archive is None:
+            return None
+        stat = archive.path.stat()
+        return [stat.st_size, stat.st_mtime_ns, *archive.members[name]]
+
+    def position(self, path: Union[str, PurePosixPath]) -> tuple[int, int]:
+        """Where member ``path`` lies (archive number, offset): reading in this order is one
+        pass over each archive, which a compressed archive needs."""
+        name = _name(path)
+        archive = self.owner.get(name)
+        if archive is None:
+            return (len(self.archives), 0)
+        return self.archives.index(archive), archive.members[name][0]
+
     @contextlib.contextmanager
     def local(self, paths: Sequence[Union[str, PurePosixPath]]) -> Iterator[list[Path]]:
         """Members as temporary files (for readers that take paths); errors raised inside

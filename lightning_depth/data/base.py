@@ -1,10 +1,11 @@
 """What every dataset's DataModule shares: the map-style dataset over a layout and a source,
 and :class:`DepthDataModule`, the typed base of ``DIODEDataModule`` and ``MonkaaDataModule``
-(arguments, sources, the split, the loaders).
+(arguments, sources, generated data, the split, the pre-flight check, the loaders).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePath
 from typing import Callable, Optional, Sequence
 
@@ -12,10 +13,16 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_depth.data.archive import ArchiveSet
+from lightning_depth.data.check import ON_BAD_SAMPLES, ScanResult, default_check_dir, scan
+from lightning_depth.data.check import write_report as write_check_report
+from lightning_depth.data.errors import worker_errors
+from lightning_depth.data.generated import Generated, default_synth_dir, ensure_set
 from lightning_depth.data.layout import Folder, Layout, Sample, SampleTransform, Source
 from lightning_depth.data.loaders import Item, make_loader, split_item
+from lightning_depth.data.log import announce
 from lightning_depth.data.splits import check_fractions, split_samples
 from lightning_depth.data.transforms import check_size
+from lightning_depth.io.errors import DataError
 
 __all__ = ["SOURCES", "DepthDataModule", "SampleDataset"]
 
@@ -67,9 +74,10 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, item: Item) -> dict:
         index, generator = split_item(item)
-        record = self.record(index)
-        where = self.source.where(self.samples[index][0])
-        out = self.transform(record, generator=generator, where=where)
+        with worker_errors():  # from a DataLoader worker: the message, not its traceback
+            record = self.record(index)
+            where = self.source.where(self.samples[index][0])
+            out = self.transform(record, generator=generator, where=where)
         out["name"] = record["name"]
         return out
 
@@ -86,8 +94,22 @@ class DepthDataModule(L.LightningDataModule):
     sample list, so it is the same on every machine, rank and source. Only train is shuffled
     and augmented; with ``test_fraction=0`` test (and predict) use the validation split.
 
+    Data come from ``root`` (only ever read), or, with no ``root``, from a generated set
+    (:meth:`generated`: ``synth_*`` arguments of the subclass) written on first use into
+    ``synth_dir``, a folder of its own named by the settings; a given ``root`` makes the
+    ``synth_*`` arguments inapplicable (said in one log line). ``setup`` checks every listed
+    sample first (:mod:`~lightning_depth.data.check`): bad samples stop the run with one error
+    listing them all, or are left out (``on_bad_samples="exclude"``) with a written report.
+
     Args:
-        root: the dataset's folder (``source="folder"``).
+        root: the dataset's folder (``source="folder"``), only read; ``None``: the generated
+            set (the subclass's ``synth_*`` arguments).
+        synth_dir: where the generated set is written and read (default
+            ``.cache/lightning_depth/<name of the settings>``, e.g.
+            ``diode_240_96x128_seed0``). Must be new, empty, or hold that very set.
+        on_bad_samples: ``"error"``: bad samples stop ``setup`` with one error naming them;
+            ``"exclude"``: they are left out of their split, and a JSON report listing them is
+            written next to the check cache (its path is logged).
         val_fraction: share held out for validation.
         test_fraction: share held out for test (0: test uses validation).
         size: training network input ``[H, W]``.
@@ -95,8 +117,13 @@ class DepthDataModule(L.LightningDataModule):
         seed: seed of the split, of the shuffle and of the augmentation.
         batch_size: training batch size.
         eval_batch_size: val/test/predict batch size (default ``batch_size``).
-        num_workers: DataLoader workers.
-        pin_memory: pin batches (for GPU training).
+        num_workers: DataLoader workers; ``None``: what the machine has to spare, decided
+            when a loader is made from ``n = cpus // processes`` (the CPUs this process may
+            use, shared by the trainer's processes on this node): ``min(4, n - 1)``, and 0
+            when ``n < 3`` (on a 2-core share a lone worker competes with the training
+            process's own threads: the mono demo measured slower with one than with none).
+        pin_memory: pin batches in page-locked memory (faster copies to a GPU); ``None``:
+            pin when the trainer runs on CUDA, not on CPU.
         persistent_workers: keep workers between epochs (only used with ``num_workers > 0``).
         source: where samples come from: ``"folder"`` (``root``), ``"archive"`` (the
             original archives read in place, see :mod:`~lightning_depth.data.archive`) or
@@ -110,7 +137,9 @@ class DepthDataModule(L.LightningDataModule):
             seeds the shuffle and augmentation).
         cache_dir: download cache for remote shards (default: a fresh temporary folder per
             run, as a stale litdata cache can hang); for archives, where their member indexes
-            are kept (default: indexed again in every run).
+            are kept (default: indexed again in every run); for folders and archives, the
+            pre-flight check keeps its outcomes in ``<cache_dir>/checks`` (default
+            ``~/.cache/lightning_depth/checks``).
         endpoint_url: S3-compatible endpoint for ``s3://`` shards.
     """
 
@@ -118,7 +147,9 @@ class DepthDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: Optional[str] = None,
+        synth_dir: Optional[str] = None,
+        on_bad_samples: str = "error",
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         size: tuple[int, int] = (256, 256),
@@ -126,8 +157,8 @@ class DepthDataModule(L.LightningDataModule):
         seed: int = 42,
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: Optional[int] = None,
+        pin_memory: Optional[bool] = None,
         persistent_workers: bool = False,
         source: str = "folder",
         archives: Optional[list[str]] = None,
@@ -147,10 +178,21 @@ class DepthDataModule(L.LightningDataModule):
                 f"batch_size and eval_batch_size must be >= 1, got {batch_size} and "
                 f"{eval_batch_size}"
             )
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 or None (automatic), got {num_workers}")
+        if on_bad_samples not in ON_BAD_SAMPLES:
+            raise ValueError(
+                f"on_bad_samples must be one of {ON_BAD_SAMPLES}, got {on_bad_samples!r}"
+            )
         check_fractions(val_fraction, test_fraction)
         # saves the subclass's arguments too (Lightning collects every __init__ frame)
         self.save_hyperparameters()
-        self.root = Path(root)
+        self.root = Path(root) if root is not None else None
+        self.synth_dir = Path(synth_dir) if synth_dir is not None else None
+        self.on_bad_samples = on_bad_samples
+        self.check_result: Optional[ScanResult] = None
+        self.excluded_report: Optional[Path] = None
+        self._told_root = False
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.size = check_size(size, "size")
         self.hflip = hflip
@@ -175,15 +217,9 @@ class DepthDataModule(L.LightningDataModule):
         """The dataset's transform for the training split or for evaluation."""
         raise NotImplementedError
 
-    @property
-    def synth_requested(self) -> bool:
-        """Whether ``prepare_data`` should generate data into an empty ``root``."""
-        return False
-
-    def synthesize(self) -> None:
-        """Generate demo data into ``root`` (called when :attr:`synth_requested` and
-        ``root`` holds no samples)."""
-        raise NotImplementedError
+    def generated(self) -> Optional[Generated]:
+        """The generated set the ``synth_*`` arguments ask for (``None``: none)."""
+        return None
 
     def split_unit(self) -> tuple[Optional[Callable], str]:
         """What the fractions count: ``(group_by, unit name)`` for
@@ -195,21 +231,51 @@ class DepthDataModule(L.LightningDataModule):
 
     # -- listing and splitting ---------------------------------------------------------------
 
+    @property
+    def data_root(self) -> Path:
+        """The folder read for ``source="folder"``: ``root``, else the generated set's folder.
+
+        Raises:
+            ValueError: neither ``root`` nor a generated set is configured.
+        """
+        if self.root is not None:
+            if not self._told_root and self.generated() is not None:
+                announce(
+                    f"root {self.root} is given: it is only read, and the synth_* settings "
+                    "(generated data) do not apply"
+                )
+            self._told_root = True
+            return self.root
+        generated = self.generated()
+        if generated is None:
+            raise ValueError(
+                f"{type(self).__name__} has no data: pass root=<the dataset folder> (or "
+                "source=archive/shards), or synth_* settings for a generated demo set"
+            )
+        return self.synth_dir if self.synth_dir is not None else default_synth_dir(generated)
+
+    def _generate(self) -> None:
+        """Write the generated set into its folder unless it is there already."""
+        if self.source == "folder" and self.root is None and self.generated() is not None:
+            ensure_set(self.generated(), self.data_root)
+
     def open_source(self) -> Source:
         """The folder or the archive set (not for ``source="shards"``)."""
         if self.source == "archive":
             return ArchiveSet(self.archives, index_dir=self.cache_dir)
         if self.source == "folder":
-            return Folder(self.root)
+            return Folder(self.data_root)
         raise ValueError("shards are already split; list_splits() reads a folder or archives")
 
-    def list_splits(self) -> tuple[Source, tuple[list[Sample], list[Sample], list[Sample]]]:
-        """The source and its samples split into ``(train, val, test)``; ``lightning_depth
-        prepare`` writes these."""
+    def list_splits(
+        self, missing: str = "error"
+    ) -> tuple[Source, tuple[list[Sample], list[Sample], list[Sample]]]:
+        """The source and its samples split into ``(train, val, test)`` (``missing``: as
+        :meth:`~lightning_depth.data.layout.Layout.list`)."""
         source = self.open_source()
         group_by, unit = self.split_unit()
         parts = split_samples(
-            self.layout.list(source),
+            self.layout.list(source, missing=missing),
             self.val_fraction,
             self.test_fraction,
             self.seed,
@@ -218,15 +284,62 @@ class DepthDataModule(L.LightningDataModule):
         )
         return source, parts
 
+    def check_data(self, workers: Optional[int] = None) -> tuple[Source, ScanResult, tuple]:
+        """List and split the samples and check every one (the pre-flight check; outcomes
+        cached, see :mod:`~lightning_depth.data.check`); nothing is raised for bad samples.
+
+        Returns:
+            ``(source, result, (train, val, test))``, the splits as listed (bad samples
+            included).
+        """
+        source, parts = self.list_splits(missing="keep")
+        samples = [sample for part in parts for sample in part]
+        result = scan(
+            self.layout, source, samples, default_check_dir(self.cache_dir), workers=workers
+        )
+        self.check_result = result
+        return source, result, parts
+
+    def checked_splits(self) -> tuple[Source, tuple[list[Sample], list[Sample], list[Sample]]]:
+        """:meth:`list_splits` after the pre-flight check: what ``setup`` and ``lightning_depth
+        prepare`` use.
+
+        Raises:
+            DataError: bad samples, all listed (``on_bad_samples="error"``), or none left to
+                train on.
+        """
+        source, result, parts = self.check_data()
+        announce(result.summary())
+        if not result.bad:
+            return source, parts
+        if self.on_bad_samples == "error":
+            raise DataError(
+                f"{result.message()}\nChecked before training; fix or remove these files, or "
+                "pass on_bad_samples=exclude (--data.init_args.on_bad_samples=exclude) to "
+                "leave them out with a written report."
+            )
+        report = default_check_dir(self.cache_dir) / f"{result.cache_file.stem}.excluded.json"
+        named = dict(zip(("train", "val", "test"), parts))
+        self.excluded_report = write_check_report(result, named, self.layout, source, report)
+        kept = tuple([s for s in part if s not in result.bad] for part in parts)
+        left_out = ", ".join(f"{len(a) - len(b)} {n}" for (n, a), b in zip(named.items(), kept))
+        announce(
+            f"excluded {len(result.bad)} bad samples of {result.what} ({left_out}); "
+            f"report: {self.excluded_report}"
+        )
+        if not kept[0]:
+            raise DataError(
+                f"{result.message()}\nNo training sample is left once they are excluded."
+            )
+        return source, kept
+
     # -- LightningDataModule -----------------------------------------------------------------
 
     def prepare_data(self) -> None:
         if self.source == "archive" and self.cache_dir:
             # index once, on one process; setup on every process then loads the saved index
             ArchiveSet(self.archives, index_dir=self.cache_dir)
-        if self.source == "folder" and self.synth_requested:
-            if not self.layout.has_samples(Folder(self.root)):
-                self.synthesize()
+        self._generate()
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is not None:
@@ -234,13 +347,29 @@ class DepthDataModule(L.LightningDataModule):
         if self.source == "shards":
             self._setup_shards()
             return
-        source, (train, val, test) = self.list_splits()
+        self._generate()  # when prepare_data was not called (the Trainer calls it)
+        source, (train, val, test) = self._checked_splits_once_per_node()
         self.train_samples, self.val_samples, self.test_samples = train, val, test
         self.check_samples(source, train)
         evaluation = self.make_transform(training=False)
         self.train_set = SampleDataset(self.layout, train, self.make_transform(True), source)
         self.val_set = SampleDataset(self.layout, val, evaluation, source)
         self.test_set = SampleDataset(self.layout, test or val, evaluation, source)
+
+    def _checked_splits_once_per_node(self) -> tuple[Source, tuple]:
+        # Under DDP the first process of each node checks (its worker pool uses the whole
+        # machine) while the others wait, then they find its outcomes in the cache. Every
+        # process passes the barrier once, errors included, so none is left waiting.
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return self.checked_splits()
+        if trainer.local_rank != 0:
+            trainer.strategy.barrier("lightning_depth data check")
+            return self.checked_splits()
+        try:
+            return self.checked_splits()
+        finally:
+            trainer.strategy.barrier("lightning_depth data check")
 
     def _setup_shards(self) -> None:
         # Built here, not in __init__: litdata reads the DDP rank when the dataset is made.
@@ -262,25 +391,44 @@ class DepthDataModule(L.LightningDataModule):
         # prepare writes no test/ when test_fraction is 0; test then uses val, as for folders
         self.test_set = split("test" if self.test_fraction > 0 else "val")
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        if self.source == "shards" and not isinstance(dataset, SampleDataset):
-            from lightning_depth.data.streaming import StreamingDataLoader
+    def loader_workers(self) -> int:
+        """``num_workers``, or when ``None``, the automatic count (see the class)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        processes = self.trainer.num_devices if self.trainer is not None else 1
+        share = (cpus or 1) // max(1, processes)
+        return min(4, share - 1) if share >= 3 else 0
 
-            # litdata splits the chunks between processes and workers itself, shuffles by
-            # (seed, epoch), and its state_dict goes into Lightning checkpoints.
-            return StreamingDataLoader(
+    def loader_pin_memory(self) -> bool:
+        """``pin_memory``, or when ``None``, whether the trainer runs on CUDA."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        workers, pin_memory = self.loader_workers(), self.loader_pin_memory()
+        if self.source == "shards" and not isinstance(dataset, SampleDataset):
+            from lightning_depth.data.streaming import ShardLoader, StreamingDataLoader
+
+            # litdata splits the chunks between processes and workers itself and shuffles by
+            # (seed, epoch); for training, the epoch is the trainer's and the loader's state
+            # goes into Lightning checkpoints (exact mid-epoch resume).
+            loader = ShardLoader if shuffle else StreamingDataLoader
+            return loader(
                 dataset,
                 batch_size=batch_size,
-                num_workers=self.num_workers,
-                pin_memory=self.pin_memory,
-                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                num_workers=workers,
+                pin_memory=pin_memory,
+                persistent_workers=self.persistent_workers and workers > 0,
+                **({"trainer": self.trainer} if shuffle else {}),
             )
         return make_loader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            num_workers=workers,
+            pin_memory=pin_memory,
             persistent_workers=self.persistent_workers,
             trainer=self.trainer,
             seed=self.seed,

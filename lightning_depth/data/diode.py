@@ -15,6 +15,7 @@ exactly so parity tests can compare against it; see :func:`preprocess_depth`. Th
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path, PurePath
 from typing import Any, Optional, Sequence, Union
 
@@ -23,6 +24,8 @@ import torch
 from PIL import Image
 
 from lightning_depth.data.base import DepthDataModule, SampleDataset
+from lightning_depth.data.check import probe_rgb
+from lightning_depth.data.generated import Generated
 from lightning_depth.data.layout import Folder, Layout, Sample, Source
 from lightning_depth.data.synth_diode import diode_samples
 from lightning_depth.data.transforms import (
@@ -41,6 +44,7 @@ __all__ = [
     "DIODEDataset",
     "DIODELayout",
     "DIODETransform",
+    "diode_generated",
     "image_to_tensor",
     "list_diode_samples",
     "load_diode_sample",
@@ -96,6 +100,16 @@ def read_depth_and_mask(depth_path: PathLike, mask_path: PathLike) -> tuple[np.n
     return depth, mask > 0
 
 
+def _check_sizes(
+    image_path: PathLike, image_size: Sequence[int], depth_path: PathLike, depth_size: Sequence[int]
+) -> None:
+    if tuple(image_size[:2]) != tuple(depth_size[:2]):
+        raise DataError(
+            f"image {image_path} is {format_size(image_size)} but depth file "
+            f"{depth_path} is {format_size(depth_size)} (HxW); they must match"
+        )
+
+
 class DIODELayout(Layout):
     """DIODE's layout (see the module docstring) for some splits and scene types.
 
@@ -127,12 +141,16 @@ class DIODELayout(Layout):
         image_path, depth_path, mask_path = paths
         image = read_rgb(image_path)
         depth, mask = read_depth_and_mask(depth_path, mask_path)
-        if image.shape[:2] != depth.shape:
-            raise DataError(
-                f"image {image_path} is {format_size(image.shape)} but depth file "
-                f"{depth_path} is {format_size(depth.shape)} (HxW); they must match"
-            )
+        _check_sizes(image_path, image.shape[:2], depth_path, depth.shape)
         return {"image": image, "depth": depth, "mask": mask}
+
+    def check(self, paths: Sequence[PathLike]) -> None:
+        """What :meth:`read` checks, with the image's header and checksums verified instead
+        of decoding it (:func:`~lightning_depth.data.check.probe_rgb`)."""
+        image_path, depth_path, mask_path = paths
+        size = probe_rgb(image_path)
+        depth, _ = read_depth_and_mask(depth_path, mask_path)
+        _check_sizes(image_path, size, depth_path, depth.shape)
 
     def write(
         self,
@@ -344,27 +362,29 @@ class DIODEDataModule(DepthDataModule):
     ``(H, W) = size``: every split is resized to it, as the reference does.
 
     Args:
-        root: DIODE root folder (holding ``val/`` and/or ``train/``).
+        root: DIODE root folder (holding ``val/`` and/or ``train/``); only read. ``None``
+            with ``synth_samples > 0``: generated data (see below).
         splits: split folders to read samples from.
         scene_types: scene types to read (``indoors``, ``outdoor``).
         val_fraction, test_fraction: shares held out (the paper's 80/10/10 by default).
         size: network input ``[H, W]``; samples are resized to it.
         hflip: random horizontal flips on the train split.
         batch_size: train batch size.
-        synth_samples: if > 0 and ``root`` holds no samples, ``prepare_data`` writes that many
-            generated samples there first (a demo can point at a cache folder).
+        synth_samples: with no ``root``: that many generated samples (written to
+            ``synth_dir`` on first use, in the first of ``splits``) are the data. Ignored
+            (with a log line) when ``root`` is given.
         synth_size: generated image size ``[H, W]`` (the real data's is 768x1024).
         synth_seed: seed of the generator.
         **kwargs: the other arguments of :class:`~lightning_depth.data.base.DepthDataModule`
-            (``seed``, ``eval_batch_size``, ``num_workers``, ``pin_memory``,
-            ``persistent_workers``, ``source``, ``archives``, ``shards``, ``cache_dir``,
-            ``endpoint_url``). Shards hold samples already resized: ``size`` must be the one
-            given to ``prepare`` (checked per item).
+            (``synth_dir``, ``on_bad_samples``, ``seed``, ``eval_batch_size``,
+            ``num_workers``, ``pin_memory``, ``persistent_workers``, ``source``, ``archives``,
+            ``shards``, ``cache_dir``, ``endpoint_url``). Shards hold samples already
+            resized: ``size`` must be the one given to ``prepare`` (checked per item).
     """
 
     def __init__(
         self,
-        root: str,
+        root: Optional[str] = None,
         splits: tuple[str, ...] = ("val",),
         scene_types: tuple[str, ...] = SCENE_TYPES,
         val_fraction: float = 0.1,
@@ -394,19 +414,51 @@ class DIODEDataModule(DepthDataModule):
     def make_transform(self, training: bool) -> DIODETransform:
         return DIODETransform(self.size, hflip=self.hflip and training)
 
-    @property
-    def synth_requested(self) -> bool:
-        return self.synth_samples > 0
-
-    def synthesize(self) -> None:
-        synthesize_diode(
-            self.root,
-            n=self.synth_samples,
-            size=self.synth_size,
-            seed=self.synth_seed,
+    def generated(self) -> Optional[Generated]:
+        if self.synth_samples <= 0:
+            return None
+        return diode_generated(
+            self.synth_samples,
+            self.synth_size,
+            self.synth_seed,
             split=self.layout.splits[0],
             scene_types=self.layout.scene_types,
         )
+
+
+def diode_generated(
+    n: int,
+    size: Sequence[int] = (192, 256),
+    seed: int = 0,
+    split: str = "val",
+    scene_types: Sequence[str] = SCENE_TYPES,
+) -> Generated:
+    """The set :func:`synthesize_diode` writes with these arguments, named
+    ``diode_<n>_<H>x<W>_seed<seed>`` (plus the split and scene types when not the defaults).
+    """
+    if n < 1:
+        raise ValueError(f"the number of generated samples must be >= 1, got {n}")
+    size = check_size(size, "size")
+    name = f"diode_{n}_{format_size(size)}_seed{seed}"
+    if split != "val":
+        name += f"_{split}"
+    if tuple(scene_types) != SCENE_TYPES:
+        name += "_" + "-".join(scene_types)
+    return Generated(
+        name=name,
+        description=f"{n} DIODE-layout samples ({format_size(size)}, seed {seed})",
+        settings={
+            "dataset": "diode",
+            "n": n,
+            "size": list(size),
+            "seed": seed,
+            "split": split,
+            "scene_types": list(scene_types),
+        },
+        write=partial(
+            synthesize_diode, n=n, size=size, seed=seed, split=split, scene_types=scene_types
+        ),
+    )
 
 
 def synthesize_diode(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path, PurePath
+from stat import S_ISREG
 from typing import Iterator, Optional, Protocol, Sequence, Union
 
 import numpy as np
@@ -55,6 +56,13 @@ class Source(Protocol):
     def where(self, path: PurePath) -> str:
         """``path`` as a message names it."""
 
+    def identity(self) -> str:
+        """What the source is, the same from any working directory (keys the check cache)."""
+
+    def stamp(self, path: PurePath) -> Optional[list[int]]:
+        """Numbers that change when file ``path`` changes (size, modification time, ...);
+        ``None`` when it is missing."""
+
     def local(self, paths: Sequence[PurePath]) -> contextlib.AbstractContextManager[list[Path]]:
         """Readable local files of ``paths``; errors raised inside name ``paths``."""
 
@@ -89,6 +97,16 @@ class Folder:
 
     def where(self, path: PurePath) -> str:
         return str(path)
+
+    def identity(self) -> str:
+        return f"folder {self.root.resolve()}"
+
+    def stamp(self, path: PurePath) -> Optional[list[int]]:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return [stat.st_size, stat.st_mtime_ns] if S_ISREG(stat.st_mode) else None
 
     @contextlib.contextmanager
     def local(self, paths: Sequence[PurePath]) -> Iterator[list[Path]]:
@@ -128,17 +146,44 @@ class Layout:
         """
         raise NotImplementedError
 
+    def check(self, paths: Sequence[PathLike]) -> None:
+        """Check the local files of one sample as :meth:`read` does, as cheaply as possible
+        (the pre-flight check, :mod:`~lightning_depth.data.check`, runs it on every sample).
+        Subclasses skip what costs and cannot fail (decoding images whose headers and
+        checksums are sound); the default reads the sample.
+
+        Raises:
+            DataError: as :meth:`read`.
+        """
+        self.read(paths)
+
+    def missing(self, source: Source, main: PurePath, path: PurePath, what: str) -> str:
+        """The message for file ``path`` (a ``what``) of the sample whose main file is
+        ``main``, missing from ``source``."""
+        return (
+            f"missing {what} {source.noun} {source.where(path)} for {self.files[0]} "
+            f"{source.where(main)}"
+        )
+
     def name_of(self, sample: Sample) -> str:
         """The sample's name (outputs and batches carry it): its main file's stem."""
         return sample[0].stem
 
-    def list(self, source: Source) -> list[Sample]:
+    def list(self, source: Source, missing: str = "error") -> list[Sample]:
         """The samples of ``source``, sorted by main file.
+
+        Args:
+            source: where to look.
+            missing: ``"error"``: a sample that lacks one of its files is an error;
+                ``"keep"``: it is listed all the same (the pre-flight check reports it, with
+                every other bad sample, and the split does not depend on it).
 
         Raises:
             DataError: no sample is found (naming where it looked and the expected layout),
-                or a sample lacks one of its files (named).
+                or (``missing="error"``) a sample lacks one of its files (named).
         """
+        if missing not in ("error", "keep"):
+            raise ValueError(f"missing must be 'error' or 'keep', got {missing!r}")
         mains = source.glob(self.patterns())
         if not mains:
             searched = ", ".join(source.location(p) for p in self.patterns())
@@ -149,12 +194,10 @@ class Layout:
         samples = []
         for main in mains:
             others = self.companions(main)
-            for path, what in zip(others, self.files[1:]):
-                if not source.exists(path):
-                    raise DataError(
-                        f"missing {what} {source.noun} {source.where(path)} for "
-                        f"{self.files[0]} {source.where(main)}"
-                    )
+            if missing == "error":
+                for path, what in zip(others, self.files[1:]):
+                    if not source.exists(path):
+                        raise DataError(self.missing(source, main, path, what))
             samples.append((main, *others))
         return samples
 

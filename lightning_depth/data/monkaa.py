@@ -15,6 +15,7 @@ predict`` uses its :func:`normalize_pair`.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path, PurePath
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -23,6 +24,8 @@ import torch
 from PIL import Image
 
 from lightning_depth.data.base import DepthDataModule, SampleDataset
+from lightning_depth.data.check import probe_rgb
+from lightning_depth.data.generated import Generated
 from lightning_depth.data.layout import Folder, Layout, Sample, Source
 from lightning_depth.data.synth_monkaa import monkaa_frames
 from lightning_depth.data.transforms import (
@@ -45,6 +48,7 @@ __all__ = [
     "MonkaaLayout",
     "MonkaaTransform",
     "list_monkaa_samples",
+    "monkaa_generated",
     "normalize_pair",
     "sample_name",
     "scene_of",
@@ -81,6 +85,31 @@ def sample_name(sample: Sample) -> str:
     return f"{scene_of(sample)}/{PurePath(sample[0]).stem}"
 
 
+def _check_pair(
+    left_path: PathLike, left_size: Sequence[int], right_path: PathLike, right_size: Sequence[int]
+) -> None:
+    if tuple(left_size) != tuple(right_size):
+        raise MonkaaError(
+            f"left image {left_path} is {format_size(left_size)} but right image "
+            f"{right_path} is {format_size(right_size)} (HxW)"
+        )
+
+
+def _read_disparity(
+    disp_path: PathLike, left_path: PathLike, left_size: Sequence[int]
+) -> np.ndarray:
+    """The checked (H, W) disparity of a left image of size ``left_size``."""
+    disparity, _ = read_pfm(disp_path, check_finite=True)
+    if disparity.ndim != 2:
+        raise MonkaaError(f"{disp_path}: disparity must be a single-channel (Pf) PFM")
+    if disparity.shape != tuple(left_size):
+        raise MonkaaError(
+            f"disparity {disp_path} is {format_size(disparity.shape)} but left image "
+            f"{left_path} is {format_size(left_size)} (HxW)"
+        )
+    return disparity
+
+
 class MonkaaLayout(Layout):
     """Monkaa's layout (see the module docstring); a sample is ``(left, right, disparity)``.
 
@@ -112,20 +141,17 @@ class MonkaaLayout(Layout):
         """
         left_path, right_path, disp_path = paths
         left, right = read_rgb(left_path), read_rgb(right_path)
-        if left.shape != right.shape:
-            raise MonkaaError(
-                f"left image {left_path} is {format_size(left.shape)} but right image "
-                f"{right_path} is {format_size(right.shape)} (HxW)"
-            )
-        disparity, _ = read_pfm(disp_path, check_finite=True)
-        if disparity.ndim != 2:
-            raise MonkaaError(f"{disp_path}: disparity must be a single-channel (Pf) PFM")
-        if disparity.shape != left.shape[:2]:
-            raise MonkaaError(
-                f"disparity {disp_path} is {format_size(disparity.shape)} but left image "
-                f"{left_path} is {format_size(left.shape)} (HxW)"
-            )
+        _check_pair(left_path, left.shape[:2], right_path, right.shape[:2])
+        disparity = _read_disparity(disp_path, left_path, left.shape[:2])
         return {"left": left, "right": right, "disparity": disparity}
+
+    def check(self, paths: Sequence[PathLike]) -> None:
+        """What :meth:`read` checks, with the images' headers and checksums verified instead
+        of decoding them (:func:`~lightning_depth.data.check.probe_rgb`)."""
+        left_path, right_path, disp_path = paths
+        left = probe_rgb(left_path)
+        _check_pair(left_path, left, right_path, probe_rgb(right_path))
+        _read_disparity(disp_path, left_path, left)
 
     def name_of(self, sample: Sample) -> str:
         return sample_name(sample)
@@ -319,7 +345,8 @@ class MonkaaDataModule(DepthDataModule):
     (``eval_mode="crop"``) or a zero padding (``"pad"``) to multiples of 16 (or ``eval_size``).
 
     Args:
-        root: Monkaa folder (``frames_cleanpass/`` and ``disparity/``).
+        root: Monkaa folder (``frames_cleanpass/`` and ``disparity/``); only read. ``None``
+            with ``synth_scenes > 0``: generated data (see below).
         val_fraction: share of frames (or scenes) held out for validation.
         test_fraction: share held out for test; if 0, test uses the validation split.
         split_by: ``"frame"`` or ``"scene"``; a scene split keeps every scene in one split, so
@@ -328,13 +355,15 @@ class MonkaaDataModule(DepthDataModule):
         eval_mode: ``"crop"`` or ``"pad"``.
         eval_size: evaluation ``[H, W]`` (multiples of 16); default derived from the image.
         batch_size: training batch size (the original's 6).
-        synth_scenes: if > 0 and ``root`` holds no Monkaa data, ``prepare_data`` generates that
-            many synthetic scenes there with :func:`synthesize_monkaa`.
-        synth_frames: frames per synthetic scene.
-        synth_size: synthetic image size ``[H, W]``.
-        synth_seed: seed of the synthetic data.
+        synth_scenes: with no ``root``: that many generated scenes
+            (:func:`synthesize_monkaa`, written to ``synth_dir`` on first use) are the data.
+            Ignored (with a log line) when ``root`` is given.
+        synth_frames: frames per generated scene.
+        synth_size: generated image size ``[H, W]``.
+        synth_seed: seed of the generated data.
         **kwargs: the other arguments of :class:`~lightning_depth.data.base.DepthDataModule`
-            (``seed``, ``eval_batch_size``, ``num_workers``, ``pin_memory``,
+            (``synth_dir``, ``on_bad_samples``, ``seed``, ``eval_batch_size``,
+            ``num_workers``, ``pin_memory``,
             ``persistent_workers``, ``source``, ``archives``, ``shards``, ``cache_dir``,
             ``endpoint_url``; ``hflip`` must stay false: a mirrored pair swaps the cameras
             and needs the right view's disparity, which is not read).
@@ -342,7 +371,7 @@ class MonkaaDataModule(DepthDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: Optional[str] = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
         split_by: str = "frame",
@@ -392,22 +421,40 @@ class MonkaaDataModule(DepthDataModule):
         if self.size[0] > height or self.size[1] > width:
             raise ValueError(
                 f"size {format_size(self.size)} (HxW) is larger than the {height}x{width} "
-                f"(HxW) images in {self.root} (e.g. {source.where(train[0][0])}); pass a "
-                "smaller size"
+                f"(HxW) images in {source.describe()} (e.g. {source.where(train[0][0])}); pass "
+                "a smaller size"
             )
 
-    @property
-    def synth_requested(self) -> bool:
-        return self.synth_scenes > 0
-
-    def synthesize(self) -> None:
-        synthesize_monkaa(
-            self.root,
-            scenes=self.synth_scenes,
-            frames=self.synth_frames,
-            size=self.synth_size,
-            seed=self.synth_seed,
+    def generated(self) -> Optional[Generated]:
+        if self.synth_scenes <= 0:
+            return None
+        return monkaa_generated(
+            self.synth_scenes, self.synth_frames, self.synth_size, self.synth_seed
         )
+
+
+def monkaa_generated(
+    scenes: int, frames: int = 8, size: Sequence[int] = (192, 320), seed: int = 0
+) -> Generated:
+    """The set :func:`synthesize_monkaa` writes with these arguments, named
+    ``monkaa_<scenes>x<frames>_<H>x<W>_seed<seed>``."""
+    if scenes < 1 or frames < 1:
+        raise ValueError(f"generated scenes and frames must be >= 1, got {scenes} and {frames}")
+    size = check_size(size, "size")
+    return Generated(
+        name=f"monkaa_{scenes}x{frames}_{format_size(size)}_seed{seed}",
+        description=(
+            f"{scenes} Monkaa-layout scenes of {frames} frames ({format_size(size)}, seed {seed})"
+        ),
+        settings={
+            "dataset": "monkaa",
+            "scenes": scenes,
+            "frames": frames,
+            "size": list(size),
+            "seed": seed,
+        },
+        write=partial(synthesize_monkaa, scenes=scenes, frames=frames, size=size, seed=seed),
+    )
 
 
 def synthesize_monkaa(

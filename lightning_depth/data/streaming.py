@@ -9,8 +9,10 @@ crop, normalise), so a sample from shards equals the same sample from the folder
 
 A :class:`ShardDataset` is a litdata ``StreamingDataset``: under DDP (detected when it is built,
 which is why the DataModules build them in ``setup()``) each process and worker reads its own
-chunks; shuffling is seeded by ``(seed, epoch)`` and a ``StreamingDataLoader`` has a
-``state_dict`` that Lightning stores in checkpoints, so a resumed run continues mid-epoch.
+chunks; shuffling is seeded by ``(seed, epoch)``. A :class:`ShardLoader` (a litdata
+``StreamingDataLoader``) takes its epoch from the trainer and has a ``state_dict`` that
+Lightning stores in checkpoints, so a resumed run continues mid-epoch with exactly the
+batches not yet trained, and later epochs are the uninterrupted run's.
 Augmentation (flip, crop) is seeded by ``(seed, epoch, sample index)``, as with
 :class:`~lightning_depth.data.loaders.SeededShuffleSampler`.
 
@@ -27,17 +29,18 @@ run different numbers of validation steps, which is safe: metrics sync once per 
 from __future__ import annotations
 
 import tempfile
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
 
+from lightning_depth.data.errors import worker_errors
 from lightning_depth.data.layout import SampleTransform
 from lightning_depth.data.loaders import augmentation_seed
 from lightning_depth.io.errors import DataError
 
-__all__ = ["ShardDataset", "StreamingDataLoader", "storage_options"]
+__all__ = ["ShardDataset", "ShardLoader", "StreamingDataLoader", "storage_options"]
 
 
 def storage_options(endpoint_url: Optional[str] = None) -> dict[str, Any]:
@@ -151,14 +154,96 @@ class ShardDataset(StreamingDataset):
         return data, number
 
     def __getitem__(self, index: Any) -> dict:
-        record, number = self.read_record(index)
-        # the augmentation of a sample is a function of (seed, epoch, sample), as in
-        # loaders.SeededShuffleSampler
-        seed = augmentation_seed(self.aug_seed, self.current_epoch, number)
-        item = self.sample_transform(
-            record,
-            generator=torch.Generator().manual_seed(seed),
-            where=f"shards {self.input_dir_name} (sample {number})",
-        )
+        with worker_errors():  # from a DataLoader worker: the message, not its traceback
+            record, number = self.read_record(index)
+            # the augmentation of a sample is a function of (seed, epoch, sample), as in
+            # loaders.SeededShuffleSampler
+            seed = augmentation_seed(self.aug_seed, self.current_epoch, number)
+            item = self.sample_transform(
+                record,
+                generator=torch.Generator().manual_seed(seed),
+                where=f"shards {self.input_dir_name} (sample {number})",
+            )
         item["name"] = str(record["name"])
         return item
+
+
+class ShardLoader(StreamingDataLoader):
+    """litdata's ``StreamingDataLoader`` with the epoch taken from the trainer and a state
+    that resumes exactly through Lightning.
+
+    litdata counts epochs itself, one per ``iter()``, and restores its count only from a
+    loaded state; Lightning loads loader states only when it resumes mid-epoch, so a run
+    resumed at an epoch boundary would replay epoch 1's order, and (as Lightning stops
+    asking for batches after the last one instead of exhausting the iterator) a run resumed
+    mid-epoch kept replaying from the loaded position in later epochs. Here each iteration
+    is epoch ``trainer.current_epoch`` (litdata's ``current_epoch`` is that + 1, as in an
+    uninterrupted run); without a trainer, epochs count up from 0.
+
+    ``state_dict()`` is ``{"epoch", "batches"}`` (batches yielded in that epoch) and, mid-epoch,
+    litdata's own state, which replays the shuffle and skips the consumed samples without
+    reading them. After ``load_state_dict()`` the next iteration of that epoch goes on from
+    there; any other epoch starts from its beginning.
+
+    Args:
+        dataset: the split's :class:`ShardDataset`.
+        trainer: the trainer whose ``current_epoch`` each iteration is (``None``: count).
+        **kwargs: ``StreamingDataLoader``'s.
+    """
+
+    def __init__(self, dataset: ShardDataset, trainer: Any = None, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self.trainer = trainer
+        self._epoch = -1
+        self._batches = 0
+        self._resume: Optional[dict[str, Any]] = None
+
+    def __iter__(self) -> Iterator[Any]:
+        resume, self._resume = self._resume, None
+        if self.trainer is not None:
+            epoch = int(self.trainer.current_epoch)
+        else:
+            epoch = resume["epoch"] if resume is not None else self._epoch + 1
+        batches = resume["batches"] if resume is not None and resume["epoch"] == epoch else 0
+        self._epoch, self._batches = epoch, batches
+        if batches >= len(self):
+            return  # that epoch was finished
+        if batches > 0:
+            if "litdata" not in resume:
+                raise ValueError(
+                    f"shard loader state stops after {batches} batches of epoch {epoch} but "
+                    f"holds no litdata position (saved with {batches} batches or fewer per "
+                    f"epoch; this run has {len(self)}: another batch size or process count?)"
+                )
+            # litdata replays to the saved position (its load sets `restore`)
+            super().load_state_dict(resume["litdata"])
+        else:
+            self.restore = False  # left on if the last resumed epoch was not exhausted
+            self.current_epoch = epoch  # litdata's __iter__ adds 1: its epochs start at 1
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"epoch": self._epoch, "batches": self._batches}
+        if 0 < self._batches < len(self):
+            state["litdata"] = super().state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "epoch" not in state and {"current_epoch", "num_samples_yielded"} <= set(state):
+            # saved by litdata's own loader (checkpoints from before ShardLoader), whose
+            # epochs start at 1 and which counts samples
+            yielded, size = int(state["num_samples_yielded"]), int(self.batch_size or 1)
+            state = {
+                "epoch": int(state["current_epoch"]) - 1,
+                "batches": -(-yielded // size),
+                "litdata": state,
+            }
+        if "epoch" not in state or "batches" not in state:
+            raise ValueError(
+                f"shard loader state with keys {sorted(state)} lacks 'epoch' and 'batches'; it "
+                "was not saved by a ShardLoader (a checkpoint of another data source, or of "
+                "litdata's own loader?)"
+            )
+        self._resume = dict(state)

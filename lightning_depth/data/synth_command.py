@@ -1,14 +1,20 @@
 """``lightning_depth synth diode|monkaa --out DIR ...``: write a generated dataset in the real
-DIODE or Monkaa layout (sizes are ``HxW``)."""
+DIODE or Monkaa layout (sizes are ``HxW``).
+
+``--out`` must be new or empty; ``--overwrite`` replaces a set generated there before (removed
+first, so two sizes never mix) and deletes nothing else (see
+:mod:`~lightning_depth.data.generated`)."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from typing import Sequence
 
-from lightning_depth.data.diode import synthesize_diode
-from lightning_depth.data.monkaa import synthesize_monkaa
+from lightning_depth.data.diode import diode_generated, synthesize_diode
+from lightning_depth.data.generated import write_set
+from lightning_depth.data.monkaa import monkaa_generated, synthesize_monkaa
 from lightning_depth.data.transforms import format_size, parse_size
 
 __all__ = ["build_parser", "main"]
@@ -34,25 +40,36 @@ def build_parser() -> argparse.ArgumentParser:
     _size_argument(diode, synthesize_diode)
     diode.add_argument("--seed", type=int, default=0)
     diode.add_argument("--split", default="val")
+    _overwrite_argument(diode)
     monkaa = sub.add_parser("monkaa", help="Monkaa layout: frames_cleanpass/ and disparity/")
     monkaa.add_argument("--out", required=True)
     monkaa.add_argument("--scenes", type=int, default=2)
     monkaa.add_argument("--frames", type=int, default=8, help="frames per scene")
     _size_argument(monkaa, synthesize_monkaa)
     monkaa.add_argument("--seed", type=int, default=0)
+    _overwrite_argument(monkaa)
     return parser
+
+
+def _overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a set generated in --out before (nothing else is deleted)",
+    )
 
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of ``lightning_depth synth``; returns the exit status."""
     args = build_parser().parse_args(list(argv))
-    if args.dataset == "diode":
-        paths = synthesize_diode(
-            args.out, n=args.n, size=args.size, seed=args.seed, split=args.split
-        )
-    else:
-        paths = synthesize_monkaa(
-            args.out, scenes=args.scenes, frames=args.frames, size=args.size, seed=args.seed
-        )
-    print(f"wrote {len(paths)} samples to {args.out}")
+    try:
+        if args.dataset == "diode":
+            generated = diode_generated(args.n, args.size, args.seed, split=args.split)
+        else:
+            generated = monkaa_generated(args.scenes, args.frames, args.size, args.seed)
+        write_set(generated, args.out, overwrite=args.overwrite)
+    except ValueError as e:  # DataError included: a non-empty output, a bad argument
+        print(f"lightning_depth synth: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {generated.description} to {args.out}")
     return 0

@@ -41,7 +41,7 @@ def mono_report(tmp_path_factory) -> Path:
             str(MONO),
             "--out",
             str(root / "report"),
-            f"--data.init_args.root={root / 'data'}",
+            f"--data.init_args.synth_dir={root / 'data'}",
             "--data.init_args.synth_samples=12",
             "--data.init_args.synth_size=[48, 64]",  # (H, W)
             "--data.init_args.size=[32, 32]",
@@ -94,7 +94,7 @@ def test_stereo_ablation_report(tmp_path: Path) -> None:
             str(STEREO),
             "--out",
             str(out),
-            f"--data.init_args.root={tmp_path / 'data'}",
+            f"--data.init_args.synth_dir={tmp_path / 'data'}",
             "--data.init_args.synth_scenes=1",
             "--data.init_args.synth_frames=6",
             "--data.init_args.synth_size=[64, 128]",  # (H, W)

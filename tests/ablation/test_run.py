@@ -23,7 +23,8 @@ def test_variant_cli_gets_its_model_the_shared_data_and_the_user_overrides(tmp_p
     assert type(cli.model.net.down[0].act).__name__ == "SiLU"  # the variant's Swish
     assert cli.model.net.depth == 3
     # the base's data, the user's budget, the ablation's logger and no demo callbacks
-    assert cli.config["data"]["init_args"]["root"] == ".cache/lightning_depth/diode_demo"
+    data = cli.config["data"]["init_args"]
+    assert data["root"] is None and data["synth_samples"] == 240  # the generated demo set
     assert cli.trainer.max_epochs == 3  # over the ablation's demo budget
     assert [type(lg) for lg in cli.trainer.loggers] == [CSVLogger]
     assert Path(cli.trainer.loggers[0].log_dir) == tmp_path / "csv" / "version_0"

@@ -61,7 +61,7 @@ def test_wandb_offline_run_holds_config_metrics_panels_and_table(
             "--config",
             str(REPO / "configs/logger/wandb.yaml"),
             *TINY,
-            f"--data.init_args.root={tmp_path / 'data'}",
+            f"--data.init_args.synth_dir={tmp_path / 'data'}",
             f"--trainer.default_root_dir={tmp_path}",
             f"--trainer.logger.init_args.save_dir={tmp_path}",
             "--trainer.callbacks+=tests.helpers.RunConfigProbe",
@@ -107,7 +107,7 @@ def test_wandb_offline_run_holds_config_metrics_panels_and_table(
 def test_csv_logger_gets_panel_pngs(tmp_path: Path) -> None:
     cli = _cli(
         *TINY,
-        f"--data.init_args.root={tmp_path / 'data'}",
+        f"--data.init_args.synth_dir={tmp_path / 'data'}",
         f"--trainer.default_root_dir={tmp_path}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
     )

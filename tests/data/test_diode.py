@@ -188,22 +188,72 @@ def test_datamodule_loaders(diode_root):
     assert sum(len(b["name"]) for b in train) == len(dm.train_samples)  # nothing dropped
 
 
-def test_datamodule_generates_into_empty_root(tmp_path):
-    root = tmp_path / "cache"
-    dm = DIODEDataModule(
-        str(root),
-        size=SIZE,
-        synth_samples=4,
-        synth_size=(30, 40),
-        val_fraction=0.25,
-        test_fraction=0.25,
-    )
+def test_datamodule_generates_into_its_own_folder_once(tmp_path, caplog):
+    caplog.set_level("INFO", logger="lightning_depth")
+    folder = tmp_path / "generated"
+    settings = dict(size=SIZE, synth_samples=4, synth_size=(30, 40), synth_dir=str(folder))
+    dm = DIODEDataModule(val_fraction=0.25, test_fraction=0.25, **settings)
     dm.prepare_data()
     dm.setup("fit")
     assert len(dm.train_samples) == 2 and len(dm.val_samples) == 1 and len(dm.test_samples) == 1
+    assert dm.train_samples[0][0].is_relative_to(folder)
+    assert f"generating 4 DIODE-layout samples (30x40, seed 0) into {folder}" in caplog.text
     stamp = dm.train_samples[0][0].stat().st_mtime_ns
-    DIODEDataModule(str(root), synth_samples=4, synth_size=(30, 40)).prepare_data()
+    caplog.clear()
+    DIODEDataModule(**settings).prepare_data()
     assert dm.train_samples[0][0].stat().st_mtime_ns == stamp  # not regenerated
+    assert "generating" not in caplog.text
+
+
+def test_generated_data_default_to_a_folder_per_setting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    dm = DIODEDataModule(synth_samples=240, synth_size=(96, 128))
+    assert dm.data_root == Path(".cache/lightning_depth/diode_240_96x128_seed0")
+    other = DIODEDataModule(synth_samples=240, synth_size=(48, 64), synth_seed=1)
+    assert other.data_root == Path(".cache/lightning_depth/diode_240_48x64_seed1")
+    train = DIODEDataModule(synth_samples=8, splits=("train",), scene_types=("indoors",))
+    assert train.data_root.name == "diode_8_192x256_seed0_train_indoors"
+    with pytest.raises(ValueError, match="has no data: pass root="):
+        DIODEDataModule().setup("fit")
+
+
+def test_a_users_root_is_only_read(tmp_path, caplog, monkeypatch):
+    """The demo's generation settings with a user's root whose samples lie under another
+    split: an error naming the patterns searched, and the folder as it was."""
+    monkeypatch.chdir(tmp_path)  # where the default generated folder would go
+    caplog.set_level("INFO", logger="lightning_depth")
+    root = tmp_path / "mine"
+    synthesize_diode(root, n=4, size=(12, 16), split="train")
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    dm = DIODEDataModule(str(root), synth_samples=240, synth_size=(96, 128), size=SIZE)
+    searched = re.escape(f"searched {root}/val/indoors/scene_*/scan_*/*.png, {root}/val/outdoor/")
+    with pytest.raises(
+        DataError, match=rf"DIODE root {re.escape(str(root))} holds no samples: {searched}"
+    ):
+        dm.prepare_data()
+        dm.setup("fit")
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    assert f"root {root} is given: it is only read, and the synth_* settings" in caplog.text
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_synth_dir_holding_other_files_is_refused(tmp_path):
+    folder = tmp_path / "not_empty"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    dm = DIODEDataModule(synth_samples=4, synth_size=(30, 40), synth_dir=str(folder))
+    with pytest.raises(
+        DataError, match=r"synth_dir .*not_empty holds notes.txt and no lightning_depth_synth.json"
+    ):
+        dm.prepare_data()
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    DIODEDataModule(
+        synth_samples=4, synth_size=(30, 40), synth_dir=str(tmp_path / "g")
+    ).prepare_data()
+    other = DIODEDataModule(synth_samples=5, synth_size=(30, 40), synth_dir=str(tmp_path / "g"))
+    with pytest.raises(DataError, match=r"holds a generated set with other settings .*\"n\": 4"):
+        other.prepare_data()
+    assert len(list_diode_samples(tmp_path / "g")) == 4
 
 
 def test_datamodule_too_few_samples(tmp_path):

@@ -300,7 +300,7 @@ def test_scene_split_keeps_scenes_together(many_scenes):
 def test_datamodule_synthesizes_splits_and_loads(tmp_path):
     root = tmp_path / "generated"
     dm = MonkaaDataModule(
-        str(root),
+        synth_dir=str(root),
         val_fraction=0.25,
         split_by="scene",
         size=(16, 32),
@@ -324,11 +324,14 @@ def test_datamodule_synthesizes_splits_and_loads(tmp_path):
     val = next(iter(dm.val_dataloader()))
     assert val["left"].shape == (2, 3, 32, 64)
 
-    # Existing data is never overwritten by prepare_data.
+    # Data are generated once; a root is only read, whatever the synth settings.
     before = (root / "frames_cleanpass").stat().st_mtime_ns
+    again = dict(synth_scenes=4, synth_frames=2, synth_size=(40, 72))
+    MonkaaDataModule(synth_dir=str(root), **again).prepare_data()
     MonkaaDataModule(str(root), synth_scenes=9, synth_size=(40, 72)).prepare_data()
     assert len(list_monkaa_samples(root)) == 8
     assert (root / "frames_cleanpass").stat().st_mtime_ns == before
+    assert MonkaaDataModule(**again).data_root.name == "monkaa_4x2_40x72_seed0"
 
 
 def test_datamodule_test_split_and_pad(many_scenes):

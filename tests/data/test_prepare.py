@@ -121,3 +121,40 @@ def test_cli_dispatches_prepare(diode, tmp_path):
     train = ShardDataset(str(tmp_path / "train"), DIODETransform((8, 8)))
     assert train[0]["image"].shape == (3, 8, 8)
     assert not (tmp_path / "test").exists()
+
+
+def test_prepare_refuses_a_non_empty_output_and_overwrite_replaces_the_splits(diode, capsys):
+    out = diode / "again"
+    argv = ["diode", "--src", str(diode / "folder"), "--out", str(out), "--size", "8x8"]
+    assert main([*argv, "--test-fraction", "0.2"]) == 0
+    (out / "notes.txt").write_text("mine")
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    assert main([*argv, "--test-fraction", "0"]) == 1
+    err = capsys.readouterr().err
+    assert f"output {out} is not empty (it holds notes.txt, test, train, val)" in err
+    assert "--overwrite" in err
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+    assert main([*argv, "--test-fraction", "0", "--overwrite"]) == 0
+    # no test/ of the earlier run is left beside the new splits; other files are kept
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "train", "val"]
+
+
+def test_prepare_stops_at_bad_samples_before_writing(tmp_path, capsys):
+    import numpy as np
+
+    from lightning_depth.data.diode import list_diode_samples
+
+    synthesize_diode(tmp_path / "folder", n=6, size=(16, 24), seed=1)
+    for _, depth, _ in list_diode_samples(tmp_path / "folder")[:2]:
+        np.save(depth, np.full((16, 24, 1), np.nan, np.float32))
+    argv = ["diode", "--src", str(tmp_path / "folder"), "--out", str(tmp_path / "shards")]
+    assert main([*argv, "--size", "8x8"]) == 1
+    assert "2 of 6 samples are bad (2 NaN/inf values)" in capsys.readouterr().err
+    assert not (tmp_path / "shards").exists()
+    excluded = [*argv, "--size", "8x8", "--on-bad-samples", "exclude", "--test-fraction", "0"]
+    assert main(excluded) == 0
+    assert "train=" in capsys.readouterr().out
+    sets = [
+        ShardDataset(str(tmp_path / "shards" / s), DIODETransform((8, 8))) for s in ("train", "val")
+    ]
+    assert sum(len(s) for s in sets) == 4  # the 6 samples but the 2 bad ones

@@ -147,3 +147,36 @@ def test_synthesize_diode_rejects_bad_arguments(tmp_path):
         synthesize_diode(tmp_path, n=0)
     with pytest.raises(ValueError, match="scene_types"):
         synthesize_diode(tmp_path, n=1, scene_types=("underwater",))
+
+
+# -- lightning_depth synth: never over other data ---------------------------------------------
+
+
+def _sizes(root) -> set[tuple[int, ...]]:
+    return {np.load(p).shape for p in root.rglob("*_depth.npy")}
+
+
+def test_synth_refuses_a_non_empty_folder_and_overwrite_replaces_its_set(tmp_path, capsys):
+    from lightning_depth.data.synth_command import main
+
+    out = tmp_path / "set"
+    assert main(["diode", "--out", str(out), "--n", "6", "--size", "24x32"]) == 0
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    assert main(["diode", "--out", str(out), "--n", "4", "--size", "12x16"]) == 1
+    err = capsys.readouterr().err
+    assert f"output folder {out} is not empty (it holds a generated set)" in err
+    assert "pass --overwrite" in err
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+    assert main(["diode", "--out", str(out), "--n", "4", "--size", "12x16", "--overwrite"]) == 0
+    assert len(list(out.rglob("*.png"))) == 4 and _sizes(out) == {(12, 16, 1)}  # nothing mixed
+
+
+def test_synth_overwrite_deletes_nothing_it_did_not_write(tmp_path, capsys):
+    from lightning_depth.data.synth_command import main
+
+    out = tmp_path / "mine"
+    synthesize_diode(out, n=3, size=(12, 16))  # a set written without the command: no marker
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main(["monkaa", "--out", str(out), "--scenes", "1", "--frames", "2", "--overwrite"]) == 1
+    assert "deletes nothing else" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before
