@@ -170,7 +170,7 @@ def run_variant(
         "val_samples": len(datamodule.val_dataloader().dataset),
         "test_samples": len(passed["names"]),
         "data": cli.config["data"]["class_path"],
-        "root": str(cli.config["data"]["init_args"].get("root")),
+        "root": _data_folder(datamodule, cli.config["data"]["init_args"].get("root")),
         "device": device_name(model.device),
     }
     return {
@@ -318,3 +318,11 @@ def run_ablation(
         "variants": results,
     }
     return write_report(summary, out, columns=config.columns)
+
+
+def _data_folder(datamodule: Any, root: Any) -> str:
+    """The folder the variant read: ``root``, or a generated set's cache folder."""
+    try:
+        return str(datamodule.data_root)
+    except (AttributeError, ValueError):  # not a folder DataModule, or shards/archives
+        return str(root)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -91,7 +92,7 @@ def summary_lines(trainer: L.Trainer, stage: str, seconds: float) -> list[str]:
                 score = _number(callback.best_model_score)
                 values.setdefault(f"best_{_key(callback.monitor)}", score)
                 lines.append(
-                    f"  best checkpoint: {callback.best_model_path} "
+                    f"  best checkpoint: {_shown(callback.best_model_path)} "
                     f"({callback.monitor}={format_value(score)}, {callback.mode})"
                 )
         if last:
@@ -99,7 +100,7 @@ def summary_lines(trainer: L.Trainer, stage: str, seconds: float) -> list[str]:
         if not best and not last:
             lines.append("  no checkpoint written")
     elif trainer.ckpt_path:
-        lines.append(f"  checkpoint: {trainer.ckpt_path}")
+        lines.append(f"  checkpoint: {_shown(trainer.ckpt_path)}")
 
     metrics = {
         name: _number(value)
@@ -119,10 +120,19 @@ def summary_lines(trainer: L.Trainer, stage: str, seconds: float) -> list[str]:
         if last:
             values["last_ckpt"] = last
     elif trainer.ckpt_path:
-        values["ckpt"] = trainer.ckpt_path
+        values["ckpt"] = _shown(trainer.ckpt_path)
     values["seconds"] = f"{seconds:.1f}"
     lines.append(result_line(values))
     return lines
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (what a user types
+    next, and the same on every machine), else as it is."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else path
+    except (OSError, ValueError):
+        return path
 
 
 def _best_and_last(checkpoints: list[ModelCheckpoint]) -> tuple[str, str]:
@@ -134,7 +144,7 @@ def _best_and_last(checkpoints: list[ModelCheckpoint]) -> tuple[str, str]:
         last = next(
             (c.best_model_path for c in checkpoints if not c.monitor and c.best_model_path), ""
         )
-    return best, last
+    return _shown(best) if best else "", _shown(last) if last else ""
 
 
 def _headline_names(module: Any, prefix: str) -> list[str]:

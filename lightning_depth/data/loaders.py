@@ -152,7 +152,8 @@ def make_loader(
     """The DataModules' DataLoaders.
 
     Training (``shuffle=True``): a :class:`ResumableLoader` over a
-    :class:`SeededShuffleSampler`, split between the trainer's processes. Evaluation: sequential, and under DDP an
+    :class:`SeededShuffleSampler`, split between the trainer's processes. Evaluation:
+    sequential, and under DDP an
     ``UnrepeatedDistributedSampler``: the default ``DistributedSampler`` pads the dataset
     with repeated samples so that every process has as many, and those repeats would count
     twice in the synced validation metrics.
@@ -166,6 +167,14 @@ def make_loader(
     if shuffle:
         sampler = SeededShuffleSampler(dataset, seed=seed, num_replicas=world_size, rank=rank)
     elif world_size > 1:
+        if len(dataset) < world_size:
+            # UnrepeatedDistributedSampler would fail an assertion; a process with no sample
+            # would also have no metric state to sync.
+            raise ValueError(
+                f"an evaluation split has {len(dataset)} sample(s) but the run has {world_size} "
+                "processes, and each process needs at least one: run on fewer processes or "
+                "hold out more data (val_fraction / test_fraction)"
+            )
         sampler = UnrepeatedDistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=False
         )

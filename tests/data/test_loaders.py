@@ -77,3 +77,12 @@ def test_make_loader_samplers(world_size: int) -> None:
         other = make_loader(data, batch_size=2, shuffle=False, trainer=_Trainer(2, 1))
         seen = [int(x) for b in evaluation for x in b] + [int(x) for b in other for x in b]
         assert sorted(seen) == data
+
+
+def test_an_evaluation_split_smaller_than_the_world_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"has 1 sample\(s\) but the run has 2 processes"):
+        make_loader(list(range(1)), batch_size=2, shuffle=False, trainer=_Trainer(2, 0))
+    # enough samples: one per process at least
+    assert (
+        len(make_loader(list(range(2)), batch_size=2, shuffle=False, trainer=_Trainer(2, 1))) == 1
+    )
