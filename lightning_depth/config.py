@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning_depth.callbacks.checkpoints import (
     BestCheckpoint,
     LatestCheckpoint,
-    resolve_ckpt_path,
+    resolve_ckpt_path_from_config,
 )
 from lightning_depth.callbacks.panels import PredictionPanels
 from lightning_depth.callbacks.summary import summary_lines
@@ -86,6 +86,16 @@ class DepthCLI(LightningCLI):
             self.config = parser.parse_args(args)
         else:  # a dict or Namespace
             self.config = parser.parse_object(args)
+        # --ckpt_path last|best: the run's checkpoint in <default_root_dir>/checkpoints, in
+        # any process, or an error that says where it looked (never from scratch). Resolved
+        # to a file here, before the classes are built, so that LightningCLI rebuilds the
+        # model from the checkpoint's own settings as it does for a file path.
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path") is not None:
+            section = self.config[subcommand]
+            section["ckpt_path"] = resolve_ckpt_path_from_config(
+                section.get("trainer"), section.get("ckpt_path")
+            )
 
     def after_fit(self) -> None:
         self._summarize("fit")
@@ -100,14 +110,6 @@ class DepthCLI(LightningCLI):
         if self.trainer.is_global_zero:
             seconds = time.perf_counter() - self.started
             print("\n".join(summary_lines(self.trainer, stage, seconds)), flush=True)
-
-    def before_fit(self) -> None:
-        # --ckpt_path last|best: the run's checkpoint in <default_root_dir>/checkpoints, in
-        # any process, or an error that says where it looked (never from scratch).
-        config = self.config_init[self.subcommand]
-        config["ckpt_path"] = resolve_ckpt_path(self.trainer, config.get("ckpt_path"))
-
-    before_validate = before_test = before_predict = before_fit
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.callbacks": DEFAULT_CALLBACKS})

@@ -301,3 +301,27 @@ def _logged(root: Path, key: str) -> list[str]:
 
     rows = list(csv.DictReader(next(root.rglob("metrics.csv")).open()))
     return [row[key] for row in rows if row.get(key)]
+
+
+def test_ckpt_path_last_rebuilds_the_model_from_the_checkpoint(tmp_path: Path) -> None:
+    """``--ckpt_path last`` is resolved before the model is built, so the model comes from the
+    checkpoint's settings as with a file path: a run trained with a linear head, evaluated
+    through a config whose model has a tanh head, evaluates the linear head it trained."""
+    _tiny_mono_fit(tmp_path, "--trainer.max_epochs=1")  # demo: head linear
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    from tests.helpers import demo_data_args
+
+    cli = build_cli(
+        [
+            "validate",
+            *demo_data_args("mono", tmp_path / "data"),
+            f"--model={CONFIGS / 'model' / 'mono_313.yaml'}",  # depth 3, tanh head
+            f"--trainer.default_root_dir={tmp_path / 'run'}",
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+            "--ckpt_path=last",
+        ]
+    )
+    assert cli.config["validate"]["ckpt_path"] == str(last)
+    assert cli.model.net.head_type == "linear" and cli.model.net.depth == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -23,6 +23,7 @@ __all__ = [
     "LatestCheckpoint",
     "checkpoint_folders",
     "resolve_ckpt_path",
+    "resolve_ckpt_path_from_config",
     "run_checkpoint_dir",
 ]
 
@@ -149,11 +150,10 @@ def _newest(paths: list[str]) -> Optional[str]:
     return max(dated)[1] if dated else None
 
 
-def _last(trainer: L.Trainer) -> tuple[str, str]:
-    folders = checkpoint_folders(trainer)
+def _last(folders: list[str], root: str) -> tuple[str, str]:
     patterns = [os.path.join(f, f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt") for f in folders]
     # Lightning's SLURM auto-requeue saves hpc_ckpt_<n>.ckpt into the root folder.
-    patterns.append(os.path.join(str(trainer.default_root_dir), "hpc_ckpt_*.ckpt"))
+    patterns.append(os.path.join(root, "hpc_ckpt_*.ckpt"))
     path = _newest([p for pattern in patterns for p in glob.glob(pattern)])
     if path is None:
         raise FileNotFoundError(
@@ -166,8 +166,7 @@ def _last(trainer: L.Trainer) -> tuple[str, str]:
     return path, "the newest of " + ", ".join(patterns)
 
 
-def _best(trainer: L.Trainer) -> tuple[str, str]:
-    folders = checkpoint_folders(trainer, BestCheckpoint)
+def _best(folders: list[str]) -> tuple[str, str]:
     files = [p for f in folders for p in glob.glob(os.path.join(f, "*.ckpt"))]
     newest = _newest(files)
     where = ", ".join(os.path.join(f, "*.ckpt") for f in folders)
@@ -218,6 +217,49 @@ def resolve_ckpt_path(trainer: L.Trainer, ckpt_path: Optional[str]) -> Optional[
     """
     if ckpt_path not in SPECIAL_CKPT_PATHS:
         return ckpt_path
-    path, why = _last(trainer) if ckpt_path == "last" else _best(trainer)
-    rank_zero_info(f"--ckpt_path {ckpt_path}: loading {path} ({why})")
+    if ckpt_path == "last":
+        return _resolved("last", *_last(checkpoint_folders(trainer), str(trainer.default_root_dir)))
+    return _resolved("best", *_best(checkpoint_folders(trainer, BestCheckpoint)))
+
+
+def _resolved(name: str, path: str, why: str) -> str:
+    rank_zero_info(f"--ckpt_path {name}: loading {path} ({why})")
     return path
+
+
+def resolve_ckpt_path_from_config(trainer_config: Any, ckpt_path: Optional[str]) -> Optional[str]:
+    """:func:`resolve_ckpt_path` from a parsed (not yet built) trainer config, so that
+    LightningCLI can rebuild the model from the checkpoint's own hyper-parameters, as it does
+    for a checkpoint file: the run's folder is ``trainer.default_root_dir`` (default: the
+    working folder), and our checkpoint callbacks' ``dirpath`` where the config sets one.
+
+    Raises:
+        FileNotFoundError: no such checkpoint; the message says where it looked.
+    """
+    if ckpt_path not in SPECIAL_CKPT_PATHS:
+        return ckpt_path
+    root = str(_get(trainer_config, "default_root_dir") or os.getcwd())
+    run_folder = os.path.join(root, "checkpoints")
+    callbacks = _get(trainer_config, "callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    wanted = (BestCheckpoint,) if ckpt_path == "best" else (BestCheckpoint, LatestCheckpoint)
+    folders: list[str] = []
+    for callback in callbacks:
+        class_path = str(_get(callback, "class_path") or "")
+        if not any(class_path.endswith(cls.__name__) for cls in wanted):
+            continue
+        folder = str(_get(_get(callback, "init_args") or {}, "dirpath") or run_folder)
+        if folder not in folders:
+            folders.append(folder)
+    folders = folders or [run_folder]
+    if ckpt_path == "last":
+        return _resolved("last", *_last(folders, root))
+    return _resolved("best", *_best(folders))
+
+
+def _get(config: Any, key: str) -> Any:
+    """``config[key]`` of a dict or jsonargparse Namespace, ``None`` when absent."""
+    if config is None:
+        return None
+    getter = getattr(config, "get", None)
+    return getter(key) if callable(getter) else getattr(config, key, None)
