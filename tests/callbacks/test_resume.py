@@ -22,6 +22,7 @@ from lightning_depth.data import DIODEDataModule
 from lightning_depth.data.base import SampleDataset
 from lightning_depth.data.streaming import ShardDataset
 from lightning_depth.models import DepthAutoencoder
+from tests.helpers import quiet_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -57,18 +58,15 @@ def _run(
         **(shards if source == "shards" else {}),
     )  # fmt: skip
     settings = dict(
-        accelerator="cpu",
         max_epochs=max_epochs,
         deterministic=True,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=out,
         num_sanity_val_steps=1,
+        enable_checkpointing=True,
         # The CLI's default checkpoints: last.ckpt every epoch and on SIGTERM.
         callbacks=[LatestCheckpoint(), CheckpointOnSigterm(), *callbacks],
     )
-    trainer = L.Trainer(**{**settings, **trainer_args})
+    trainer = quiet_trainer(**{**settings, **trainer_args})
     trainer.fit(model, data, ckpt_path=ckpt_path)
     return trainer
 
