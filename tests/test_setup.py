@@ -41,7 +41,16 @@ def test_the_setup_line_installs_what_the_tests_need() -> None:
     extras = configparser.ConfigParser()
     extras.read(REPO / "setup.cfg")
     test = extras["options.extras_require"]["test"]
-    for package in ("pytest", "onnx", "onnxruntime", "onnxscript", "boto3", "moto[server]"):
+    for package in (
+        "pytest",
+        "onnx",
+        "onnxruntime",
+        "onnxscript",
+        "boto3",
+        "moto[server]",
+        "opencv-python-headless",
+        "h5py",
+    ):
         assert re.search(rf"^{re.escape(package)}(?=[<>=!~;\s]|$)", test, re.M), package
     # litdata's own dependencies, as it is installed without them (torchvision aside)
     for package in ("lightning-utilities", "filelock", "obstore", "requests", "tifffile"):
