@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning_depth.callbacks.checkpoints import (
     BestCheckpoint,
     LatestCheckpoint,
-    resolve_ckpt_path_from_config,
+    resolve_ckpt_path,
 )
 from lightning_depth.callbacks.panels import PredictionPanels
 from lightning_depth.callbacks.summary import summary_lines
@@ -93,7 +93,7 @@ class DepthCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand and self.config[subcommand].get("ckpt_path") is not None:
             section = self.config[subcommand]
-            section["ckpt_path"] = resolve_ckpt_path_from_config(
+            section["ckpt_path"] = resolve_ckpt_path(
                 section.get("trainer"), section.get("ckpt_path")
             )
 

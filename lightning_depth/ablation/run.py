@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -102,10 +101,7 @@ def build_variant(
         ValueError: the config names a ``task`` and the variant builds another, or
             ``checkpoint: best`` and the trainer keeps no best checkpoint.
     """
-    with warnings.catch_warnings():
-        # sys.argv holds the ablate command's own arguments, which LightningCLI warns about
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = build_cli(cli_args(config, variant, variant_dir, overrides, wandb), run=False)
+    cli = build_cli(cli_args(config, variant, variant_dir, overrides, wandb), run=False)
     name = cli.model.name
     if config.task is not None and name != config.task:
         raise ValueError(

@@ -21,9 +21,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 __all__ = [
     "BestCheckpoint",
     "LatestCheckpoint",
-    "checkpoint_folders",
     "resolve_ckpt_path",
-    "resolve_ckpt_path_from_config",
     "run_checkpoint_dir",
 ]
 
@@ -33,7 +31,11 @@ SPECIAL_CKPT_PATHS = ("last", "best")
 
 def run_checkpoint_dir(trainer: L.Trainer) -> str:
     """The run's checkpoint folder: ``<trainer.default_root_dir>/checkpoints``."""
-    path = os.path.join(trainer.default_root_dir, "checkpoints")
+    return _run_folder(str(trainer.default_root_dir))
+
+
+def _run_folder(root: str) -> str:
+    path = os.path.join(root, "checkpoints")
     return os.path.realpath(os.path.expanduser(path)) if _is_local_file_protocol(path) else path
 
 
@@ -118,26 +120,6 @@ class LatestCheckpoint(_RunFolderCheckpoint):
 # -- --ckpt_path last | best -------------------------------------------------------------------
 
 
-def checkpoint_folders(trainer: L.Trainer, kind: type = ModelCheckpoint) -> list[str]:
-    """Where the trainer's checkpoint callbacks of type ``kind`` write, known before they are
-    set up: their ``dirpath``, or the run's folder for ours. A plain ``ModelCheckpoint``
-    without ``dirpath`` writes under the logger's version folder, which a new process cannot
-    know, so it is left out. No such callback: the run's folder."""
-    folders: list[str] = []
-    for callback in trainer.checkpoint_callbacks:
-        if not isinstance(callback, kind):
-            continue
-        if callback.dirpath is not None:
-            folder = str(callback.dirpath)
-        elif isinstance(callback, _RunFolderCheckpoint):
-            folder = run_checkpoint_dir(trainer)
-        else:
-            continue
-        if folder not in folders:
-            folders.append(folder)
-    return folders or [run_checkpoint_dir(trainer)]
-
-
 def _mtime(path: str) -> Optional[float]:
     try:
         return os.path.getmtime(path)  # follows links; a dangling link has none
@@ -204,34 +186,24 @@ def _best(folders: list[str]) -> tuple[str, str]:
     return path, f"the best {state['monitor']} ({score:.4f}) recorded in {newest}"
 
 
-def resolve_ckpt_path(trainer: L.Trainer, ckpt_path: Optional[str]) -> Optional[str]:
-    """``--ckpt_path`` as a file: ``last`` is the newest ``last*.ckpt`` of the run (or a newer
-    SLURM ``hpc_ckpt_*.ckpt`` in the root folder), ``best`` the best ``BestCheckpoint`` file
-    of the run; anything else is returned as it is.
-
-    Unlike Lightning's own ``last``/``best``, this works in a new process (Lightning's
-    ``best`` only knows the current process's fit) and never goes on without a checkpoint.
-
-    Raises:
-        FileNotFoundError: no such checkpoint; the message says where it looked.
-    """
-    if ckpt_path not in SPECIAL_CKPT_PATHS:
-        return ckpt_path
-    if ckpt_path == "last":
-        return _resolved("last", *_last(checkpoint_folders(trainer), str(trainer.default_root_dir)))
-    return _resolved("best", *_best(checkpoint_folders(trainer, BestCheckpoint)))
-
-
 def _resolved(name: str, path: str, why: str) -> str:
     rank_zero_info(f"--ckpt_path {name}: loading {path} ({why})")
     return path
 
 
-def resolve_ckpt_path_from_config(trainer_config: Any, ckpt_path: Optional[str]) -> Optional[str]:
-    """:func:`resolve_ckpt_path` from a parsed (not yet built) trainer config, so that
-    LightningCLI can rebuild the model from the checkpoint's own hyper-parameters, as it does
-    for a checkpoint file: the run's folder is ``trainer.default_root_dir`` (default: the
-    working folder), and our checkpoint callbacks' ``dirpath`` where the config sets one.
+def resolve_ckpt_path(trainer_config: Any, ckpt_path: Optional[str]) -> Optional[str]:
+    """``--ckpt_path`` as a file, from the parsed (not yet built) trainer config: ``last`` is
+    the newest ``last*.ckpt`` of the run (or a newer SLURM ``hpc_ckpt_*.ckpt`` in the root
+    folder), ``best`` the best ``BestCheckpoint`` file of the run; anything else is returned
+    as it is. Resolved before the classes are built, so that LightningCLI rebuilds the model
+    from the checkpoint's own hyper-parameters, as it does for a checkpoint file.
+
+    The run's folder is ``<trainer.default_root_dir>/checkpoints`` (default root: the working
+    folder), or our checkpoint callbacks' ``dirpath`` where the config sets one; for ``last``
+    also the folder of a ``ModelCheckpoint`` with a ``dirpath`` (one without writes under the
+    logger's version folder, which a new process cannot know). Unlike Lightning's own
+    ``last``/``best``, this works in a new process (Lightning's ``best`` only knows the
+    current process's fit) and never goes on without a checkpoint.
 
     Raises:
         FileNotFoundError: no such checkpoint; the message says where it looked.
@@ -239,16 +211,22 @@ def resolve_ckpt_path_from_config(trainer_config: Any, ckpt_path: Optional[str])
     if ckpt_path not in SPECIAL_CKPT_PATHS:
         return ckpt_path
     root = str(_get(trainer_config, "default_root_dir") or os.getcwd())
-    run_folder = os.path.join(root, "checkpoints")
+    run_folder = _run_folder(root)
     callbacks = _get(trainer_config, "callbacks") or []
     callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
-    wanted = (BestCheckpoint,) if ckpt_path == "best" else (BestCheckpoint, LatestCheckpoint)
+    ours = {BestCheckpoint.__name__} | (
+        {LatestCheckpoint.__name__} if ckpt_path == "last" else set()
+    )
     folders: list[str] = []
     for callback in callbacks:
-        class_path = str(_get(callback, "class_path") or "")
-        if not any(class_path.endswith(cls.__name__) for cls in wanted):
+        name = str(_get(callback, "class_path") or "").rsplit(".", 1)[-1]
+        dirpath = _get(_get(callback, "init_args") or {}, "dirpath")
+        if name in ours:
+            folder = str(dirpath or run_folder)
+        elif ckpt_path == "last" and name == ModelCheckpoint.__name__ and dirpath:
+            folder = str(dirpath)
+        else:
             continue
-        folder = str(_get(_get(callback, "init_args") or {}, "dirpath") or run_folder)
         if folder not in folders:
             folders.append(folder)
     folders = folders or [run_folder]

@@ -39,7 +39,6 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch import nn
 
 from lightning_depth.deploy.checkpoints import check_checkpoint_task, checkpoint_task, load_task
 from lightning_depth.tasks.base import DepthTask
@@ -50,7 +49,6 @@ __all__ = [
     "check_exported",
     "checkpoint_task",
     "export_model",
-    "export_wrapper",
     "load_task",
     "main",
     "run_exported",
@@ -59,12 +57,6 @@ __all__ = [
 PathLike = Union[str, Path]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_OPSET = 18
-
-
-def export_wrapper(task: DepthTask, stages: Optional[int] = None) -> nn.Module:
-    """``task.export_module(stages)``: the plain network of a task with one tensor output,
-    in eval mode."""
-    return task.export_module(stages).eval()
 
 
 def _check_size(task: DepthTask, height: int, width: int) -> None:
@@ -124,7 +116,7 @@ def export_model(
             f"side (two network strides), got {height}x{width}"
         )
     # A copy, so the caller's model stays as it is.
-    module = copy.deepcopy(export_wrapper(task, stages)).to(DTYPES[dtype]).eval()
+    module = copy.deepcopy(task.export_module(stages)).to(DTYPES[dtype]).eval()
     inputs = task.example_inputs(height, width, batch=1, dtype=DTYPES[dtype])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,7 +195,7 @@ def check_exported(
         against the float32 model (what the precision costs), and the exported run's latency
         ``latency_ms``.
     """
-    module = export_wrapper(task, stages)
+    module = task.export_module(stages).eval()
     inputs = task.example_inputs(height, width, batch=1, dtype=DTYPES[dtype], seed=seed)
     with torch.no_grad():
         reference32 = copy.deepcopy(module).float()(*(t.float() for t in inputs)).float()
