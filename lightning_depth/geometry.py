@@ -3,12 +3,84 @@ back-projection of a depth map to a point cloud."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 from kornia.geometry.depth import depth_to_3d_v2
 
-__all__ = ["backproject", "default_intrinsics", "disparity_to_depth"]
+__all__ = ["Camera", "backproject", "default_intrinsics", "disparity_to_depth"]
+
+
+@dataclass(frozen=True)
+class Camera:
+    """The left camera of a rectified stereo rig (or a single camera): pinhole intrinsics in
+    pixels, and for a pair the baseline and the principal points' column offset.
+
+    Depth from a left disparity ``d`` is ``fx * baseline / (d + doffs)`` (Middlebury's
+    ``Z = baseline * f / (d + doffs)``; ``doffs = cx_right - cx_left``, 0 for most rigs and
+    KITTI). Read one with :func:`lightning_depth.io.calib.read_calib`.
+
+    Attributes:
+        fx: focal length along the columns, pixels.
+        fy: focal length along the rows, pixels.
+        cx: principal point column of the left camera, pixels.
+        cy: principal point row, pixels.
+        baseline: distance between the two cameras in metres (``None``: a single camera).
+        doffs: column offset of the right camera's principal point, pixels.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    baseline: Optional[float] = None
+    doffs: float = 0.0
+
+    def __post_init__(self) -> None:
+        # plain floats (numpy scalars from calibration files print and serialise badly)
+        for name in ("fx", "fy", "cx", "cy", "doffs"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.baseline is not None:
+            object.__setattr__(self, "baseline", float(self.baseline))
+        if not (self.fx > 0 and self.fy > 0):
+            raise ValueError(f"Camera: focal lengths must be > 0 pixels, got {self.fx}, {self.fy}")
+        if self.baseline is not None and not self.baseline > 0:
+            raise ValueError(f"Camera: baseline must be > 0 metres, got {self.baseline}")
+
+    def scaled(self, sx: float, sy: Optional[float] = None) -> "Camera":
+        """The camera of the images resized by ``sx`` along the columns and ``sy`` (default
+        ``sx``) along the rows; Middlebury's half/quarter calibrations scale the same way."""
+        sy = sx if sy is None else sy
+        return replace(
+            self,
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=self.cx * sx,
+            cy=self.cy * sy,
+            doffs=self.doffs * sx,
+        )
+
+    def intrinsics(
+        self, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """``(3, 3)`` matrix ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``."""
+        return torch.tensor(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]],
+            device=device,
+            dtype=dtype,
+        )
+
+    def depth(
+        self, disparity: torch.Tensor, min_disparity: float = 0.1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Metric depth of a ``(B, 1, H, W)`` left disparity map: ``(depth, valid)`` as
+        :func:`disparity_to_depth`, with ``doffs`` added to the disparity."""
+        if self.baseline is None:
+            raise ValueError("Camera.depth: this camera has no baseline (not a stereo rig)")
+        return disparity_to_depth(
+            disparity, self.fx, self.baseline, min_disparity=min_disparity, doffs=self.doffs
+        )
 
 
 def default_intrinsics(
@@ -47,9 +119,13 @@ def default_intrinsics(
 
 
 def disparity_to_depth(
-    disparity: torch.Tensor, focal: float, baseline: float, min_disparity: float = 0.1
+    disparity: torch.Tensor,
+    focal: float,
+    baseline: float,
+    min_disparity: float = 0.1,
+    doffs: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depth of a rectified stereo pair: ``depth = focal * baseline / disparity``.
+    """Depth of a rectified stereo pair: ``depth = focal * baseline / (disparity + doffs)``.
 
     Args:
         disparity: ``(B, 1, H, W)`` left disparities in pixels.
@@ -57,6 +133,7 @@ def disparity_to_depth(
         baseline: distance between the cameras; depth comes out in its unit.
         min_disparity: disparities at or below this (pixels) are invalid (depth 0): they are
             at or beyond the range the pair resolves.
+        doffs: column offset of the right principal point (``cx_right - cx_left``), pixels.
 
     Returns:
         ``(depth, valid)``: ``(B, 1, H, W)`` depth (0 where invalid) and bool validity.
@@ -75,7 +152,8 @@ def disparity_to_depth(
             f"disparity_to_depth: focal and baseline must be > 0, got {focal} and {baseline}"
         )
     valid = torch.isfinite(disparity) & (disparity > min_disparity)
-    safe = torch.where(valid, disparity, torch.ones_like(disparity))
+    valid = valid & (disparity + doffs > 0)
+    safe = torch.where(valid, disparity + doffs, torch.ones_like(disparity))
     depth = torch.where(valid, focal * baseline / safe, torch.zeros_like(disparity))
     return depth, valid
 

@@ -113,6 +113,9 @@ class DepthTask(L.LightningModule):
         super().__init__()
         self._optimizer_factory = optimizer
         self._scheduler_factory = scheduler
+        #: ``(H, W)`` the network was trained at (the training DataModule's ``size``), recorded
+        #: in checkpoints so predict and export can run at it; ``None`` when unknown.
+        self.train_size: Optional[tuple[int, int]] = None
 
     # -- hyper-parameters and checkpoints ------------------------------------------------
     def save_task_hyperparameters(self) -> None:
@@ -139,7 +142,20 @@ class DepthTask(L.LightningModule):
         checkpoint["task"] = {
             "class_path": f"{cls.__module__}.{cls.__qualname__}",
             "name": self.name,
+            "train_size": list(self.train_size) if self.train_size else None,
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        size = (checkpoint.get("task") or {}).get("train_size")
+        if size is None:  # older checkpoints: the DataModule's saved ``size``
+            size = (checkpoint.get("datamodule_hyper_parameters") or {}).get("size")
+        self.train_size = (int(size[0]), int(size[1])) if size else None
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        size = getattr(datamodule, "size", None)
+        if size:
+            self.train_size = (int(size[0]), int(size[1]))
 
     # -- optimisation --------------------------------------------------------------------
     def default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
