@@ -48,7 +48,7 @@ class Camera:
         if self.baseline is not None and not self.baseline > 0:
             raise ValueError(f"Camera: baseline must be > 0 metres, got {self.baseline}")
 
-    def scaled(self, sx: float, sy: Optional[float] = None) -> "Camera":
+    def scaled(self, sx: float, sy: Optional[float] = None) -> Camera:
         """The camera of the images resized by ``sx`` along the columns and ``sy`` (default
         ``sx``) along the rows; Middlebury's half/quarter calibrations scale the same way."""
         sy = sx if sy is None else sy

@@ -168,13 +168,13 @@ class DepthPredictionWriter(BasePredictionWriter):
 
     def write_batch(self, task: DepthTask, batch: dict, prediction: dict) -> None:
         """Write every sample of a batch from ``task.predict_step``'s ``prediction``
-        (``{"outputs": ..., "name": ...}``)."""
-        if "outputs" not in prediction:
+        (``{"map": (B, 1, H, W), "name": ...}``, :meth:`DepthTask.predict_map`)."""
+        if "map" not in prediction:
             raise ValueError(
-                "DepthPredictionWriter: predict_step must return {'outputs': ..., 'name': ...} "
+                "DepthPredictionWriter: predict_step must return {'map': ..., 'name': ...} "
                 f"(DepthTask.predict_step), got keys {sorted(prediction)}"
             )
-        maps = task.prediction_map(prediction["outputs"])
+        maps = prediction["map"]
         images = [task.input_image(batch, i) for i in range(len(maps))]
         self.write_maps(maps, task.map_kind, images, _names(prediction, batch, len(maps)))
 

@@ -272,15 +272,50 @@ class DepthTask(L.LightningModule):
         return outputs
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """``{"outputs": ..., "name": [...]}``; see :meth:`prediction_map` for the map a
-        writer stores."""
-        return {
-            "outputs": self.forward_outputs(batch, stages=self.predict_stages),
-            "name": batch.get("name"),
-        }
+        """``{"map": (B, 1, H, W), "name": [...]}``: :meth:`predict_map` of the batch."""
+        return {"map": self.predict_map(*self.network_inputs(batch)), "name": batch.get("name")}
+
+    def predict_map(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The metric prediction map of network-ready inputs, at their own size.
+
+        What ``predict`` writes and the exported camera graph
+        (:mod:`lightning_depth.deploy.graph`) returns, so the two cannot differ: the map of
+        :meth:`prediction_map` (``map_kind``: depth in metres or disparity in pixels, >= 0)
+        under the current :attr:`predict_stages` and :attr:`predict_resolution`. Traceable:
+        no Python branch depends on the input's size.
+
+        Args:
+            inputs: one ``(B, 3, H, W)`` tensor per :attr:`input_keys`, encoded as in training
+                (see :attr:`normalized_inputs`), any ``H, W``.
+
+        Returns:
+            ``(B, 1, H, W)`` float map.
+        """
+        batch = dict(zip(self.input_keys, inputs))
+        return self.prediction_map(self.forward_outputs(batch, stages=self.predict_stages))
 
     #: stages ``predict`` runs (``None``: all); see :meth:`set_predict_stages`.
     predict_stages: Optional[int] = None
+    #: how :meth:`predict_map` sizes its inputs, one of :attr:`predict_resolutions`.
+    predict_resolution: str = "native"
+    #: the resolutions a task can predict at: ``"native"`` (padded to :attr:`size_multiple`
+    #: and cropped back), ``"train"`` (resized to :attr:`train_size` and the map resized
+    #: back), ``"tiles"`` (overlapping tiles of :attr:`train_size`).
+    predict_resolutions: ClassVar[tuple[str, ...]] = ("native",)
+
+    def set_predict_resolution(self, resolution: str) -> None:
+        """Choose :attr:`predict_resolution` (one of :attr:`predict_resolutions`)."""
+        if resolution not in self.predict_resolutions:
+            raise ValueError(
+                f"{type(self).__name__} predicts at one of {self.predict_resolutions}, got "
+                f"{resolution!r}"
+            )
+        if resolution != "native" and self.train_size is None:
+            raise ValueError(
+                f"predicting at resolution {resolution!r} needs the training size, which this "
+                "checkpoint does not record; give the size (or use 'native')"
+            )
+        self.predict_resolution = resolution
 
     # -- metrics -------------------------------------------------------------------------
     def make_metrics(self) -> nn.ModuleDict:

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -109,6 +110,33 @@ class MonoDepthModule(DepthTask):
         padder = InputPadder(image.shape, multiple=self.size_multiple)
         (padded,) = padder.pad(image)
         return padder.unpad(self(padded))
+
+    predict_resolutions = ("train", "native")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # A loaded model predicts at the size it was trained at (where the checkpoint says).
+        self.predict_resolution = "train" if self.train_size else "native"
+
+    def predict_map(self, image: torch.Tensor) -> torch.Tensor:
+        """Depth in metres ``(B, 1, H, W)`` of images ``(B, 3, H, W)`` in [0, 1].
+
+        At ``predict_resolution="train"`` the image is resized (bilinear, half-pixel centres,
+        no antialias: OpenCV's INTER_LINEAR, as the training data were) to :attr:`train_size`
+        and the log-depth resized back to ``H x W`` before decoding; at ``"native"`` it is
+        padded to :attr:`size_multiple` and cropped back.
+        """
+        if self.predict_resolution == "native":
+            return self.prediction_map(self.forward_outputs({"image": image}))
+        size = image.shape[-2:]
+        small = F.interpolate(image, size=self.train_size, mode="bilinear", align_corners=False)
+        log_depth = F.interpolate(
+            self.forward_outputs({"image": small}),
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        )
+        return self.prediction_map(log_depth)
 
     def export_module(self, stages: Optional[int] = None) -> nn.Module:
         if stages is not None:

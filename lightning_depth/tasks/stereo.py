@@ -236,8 +236,9 @@ class StereoDepthModule(DepthTask):
         return out
 
     def prediction_map(self, preds: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Disparity in pixels of the last stage run."""
-        return preds[-1].detach().float()
+        """Disparity in pixels of the last stage run, clamped to >= 0 (a left disparity
+        cannot be negative; regression near the border can undershoot)."""
+        return preds[-1].detach().float().clamp_min(0.0)
 
     def input_image(self, batch: dict, index: int) -> np.ndarray:
         return to_uint8_image(denormalize(batch["left"][index].float()))

@@ -133,9 +133,9 @@ def test_writer_stereo_kitti_invalid_black_and_point_colours(tmp_path):
     disp[..., 0, :] = 0.0  # top row invalid
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
     batch = {"left": _normalized(rgb), "right": _normalized(rgb), "name": ["s"]}
-    writer.write_batch(task, batch, {"outputs": [disp * 0.5, disp], "name": ["s"]})
+    writer.write_batch(task, batch, {"map": disp, "name": ["s"]})
     values, valid = read_kitti_disparity(tmp_path / "s.png")
-    assert valid.sum() == 18 and np.allclose(values[valid], 3.0)  # the last stage's
+    assert valid.sum() == 18 and np.allclose(values[valid], 3.0)
     cloud = read_ply(tmp_path / "s.ply")
     assert len(cloud["points"]) == 18
     np.testing.assert_array_equal(cloud["colors"], rgb[1:].reshape(-1, 3))
@@ -149,7 +149,7 @@ def test_writer_mono_depth_and_point_colours(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8)
     image = torch.from_numpy(rgb.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
     log_depth = torch.linspace(-1.0, 2.0, 48).reshape(2, 1, 4, 6)
-    writer.write_batch(task, {"image": image}, {"outputs": log_depth, "name": None})
+    writer.write_batch(task, {"image": image}, {"map": log_depth.exp(), "name": None})
     for i, name in enumerate(["000000", "000001"]):
         depth = np.load(tmp_path / f"{name}.npy")
         np.testing.assert_allclose(depth, np.exp(log_depth[i, 0].numpy()), rtol=1e-6)
