@@ -28,6 +28,8 @@ class Camera:
         cy: principal point row, pixels.
         baseline: distance between the two cameras in metres (``None``: a single camera).
         doffs: column offset of the right camera's principal point, pixels.
+        size: ``(H, W)`` of the images these values are for (Middlebury's ``height``/
+            ``width``, KITTI 2015's ``S_rect_02``); ``None``: not recorded.
     """
 
     fx: float
@@ -36,6 +38,7 @@ class Camera:
     cy: float
     baseline: Optional[float] = None
     doffs: float = 0.0
+    size: Optional[tuple[int, int]] = None
 
     def __post_init__(self) -> None:
         # plain floats (numpy scalars from calibration files print and serialise badly)
@@ -43,6 +46,11 @@ class Camera:
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.baseline is not None:
             object.__setattr__(self, "baseline", float(self.baseline))
+        if self.size is not None:
+            h, w = (int(v) for v in self.size)
+            if h < 1 or w < 1:
+                raise ValueError(f"Camera: size must be (H, W) >= 1, got {self.size}")
+            object.__setattr__(self, "size", (h, w))
         if not (self.fx > 0 and self.fy > 0):
             raise ValueError(f"Camera: focal lengths must be > 0 pixels, got {self.fx}, {self.fy}")
         if self.baseline is not None and not self.baseline > 0:
@@ -52,6 +60,9 @@ class Camera:
         """The camera of the images resized by ``sx`` along the columns and ``sy`` (default
         ``sx``) along the rows; Middlebury's half/quarter calibrations scale the same way."""
         sy = sx if sy is None else sy
+        size = None
+        if self.size is not None:
+            size = (round(self.size[0] * sy), round(self.size[1] * sx))
         return replace(
             self,
             fx=self.fx * sx,
@@ -59,7 +70,43 @@ class Camera:
             cx=self.cx * sx,
             cy=self.cy * sy,
             doffs=self.doffs * sx,
+            size=size,
         )
+
+    def for_size(self, height: int, width: int, aspect_tolerance: float = 0.01) -> Camera:
+        """The camera of ``height x width`` images of this rig.
+
+        With :attr:`size` recorded, images of another size are taken to be the calibrated
+        images *resized* (as Middlebury's half and quarter resolutions, or a map predicted
+        from resized inputs): the camera is :meth:`scaled` by ``width / W`` and
+        ``height / H``. A crop cannot be told from a resize by sizes alone, so a change of
+        aspect ratio beyond ``aspect_tolerance`` is refused rather than guessed. Without a
+        recorded size the values are taken to be in the images' own pixels, and a principal
+        point outside the image is refused (the calibration is then for other images).
+
+        Raises:
+            ValueError: the aspect ratio changed, or (no size recorded) the principal point
+                lies outside ``height x width``.
+        """
+        if self.size is None:
+            if not (0.0 <= self.cx < width and 0.0 <= self.cy < height):
+                raise ValueError(
+                    f"the camera's principal point (cx={self.cx:g}, cy={self.cy:g}) lies outside "
+                    f"the {height}x{width} (HxW) image: the calibration is for images of "
+                    "another size; give that size (calib_size) so it can be scaled"
+                )
+            return self
+        h0, w0 = self.size
+        if (h0, w0) == (height, width):
+            return self
+        sx, sy = width / w0, height / h0
+        if abs(sx / sy - 1.0) > aspect_tolerance:
+            raise ValueError(
+                f"the calibration is for {h0}x{w0} (HxW) images but the map is "
+                f"{height}x{width}: not a resize (the aspect ratio changed; a crop moves the "
+                "principal point); calibrate the images you predict on"
+            )
+        return self.scaled(sx, sy)
 
     def intrinsics(
         self, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32

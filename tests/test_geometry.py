@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lightning_depth.geometry import backproject, default_intrinsics, disparity_to_depth
+from lightning_depth.geometry import Camera, backproject, default_intrinsics, disparity_to_depth
 
 
 def test_default_intrinsics_values():
@@ -54,3 +54,35 @@ def test_disparity_to_depth():
         disparity_to_depth(torch.ones(2, 2), 1.0, 1.0)
     with pytest.raises(ValueError, match="baseline must be > 0"):
         disparity_to_depth(disp, 1.0, 0.0)
+
+
+def test_camera_depth_adds_doffs():
+    # Middlebury: Z = baseline * f / (d + doffs); literal numbers, not the code's formula
+    camera = Camera(fx=994.978, fy=994.978, cx=311.193, cy=254.877, baseline=0.193001, doffs=31.086)
+    depth, valid = camera.depth(torch.tensor([[[[60.0, 0.05]]]], dtype=torch.float64))
+    assert valid.tolist() == [[[[True, False]]]]
+    assert float(depth[0, 0, 0, 0]) == pytest.approx(994.978 * 0.193001 / 91.086, rel=1e-12)
+    with pytest.raises(ValueError, match="no baseline"):
+        Camera(1.0, 1.0, 0.0, 0.0).depth(torch.ones(1, 1, 1, 1))
+
+
+def test_camera_for_size_scales_a_resize_and_refuses_a_crop():
+    camera = Camera(
+        fx=400.0, fy=410.0, cx=200.0, cy=150.0, baseline=0.1, doffs=8.0, size=(300, 400)
+    )
+    assert camera.for_size(300, 400) is camera
+    half = camera.for_size(150, 200)
+    assert (half.fx, half.fy, half.cx, half.cy, half.doffs) == (200.0, 205.0, 100.0, 75.0, 4.0)
+    assert half.baseline == 0.1 and half.size == (150, 200)
+    with pytest.raises(ValueError, match=r"300x400 \(HxW\) images but the map is 300x350.*crop"):
+        camera.for_size(300, 350)
+
+
+def test_camera_for_size_without_a_size_checks_the_principal_point():
+    camera = Camera(fx=700.0, fy=700.0, cx=604.0, cy=180.0)
+    assert camera.for_size(375, 1242) is camera
+    with pytest.raises(ValueError, match=r"principal point \(cx=604, cy=180\) lies outside the "
+                                         r"100x200 \(HxW\) image.*calib_size"):  # fmt: skip
+        camera.for_size(100, 200)
+    with pytest.raises(ValueError, match="size must be"):
+        Camera(1.0, 1.0, 0.0, 0.0, size=(0, 4))

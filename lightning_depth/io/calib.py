@@ -38,6 +38,8 @@ KITTI_KEYS = (("P_rect_02", "P_rect_03"), ("P2", "P3"))
 
 def _entries(path: PathLike) -> dict[str, str]:
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"calibration file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -61,8 +63,26 @@ def _matrix(path: PathLike, key: str, value: str, shape: tuple[int, int]) -> np.
         ) from error
 
 
+def _number(path: PathLike, key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError as error:
+        raise DataError(
+            f"calibration file {path}: {key} must be a number, got {value!r}"
+        ) from error
+
+
+def _camera(path: PathLike, **values) -> Camera:
+    try:
+        return Camera(**values)
+    except ValueError as error:
+        raise DataError(f"calibration file {path}: {error}") from error
+
+
 def read_middlebury_calib(path: PathLike) -> Camera:
-    """A Middlebury 2014 ``calib.txt`` (baseline in millimetres -> metres)."""
+    """A Middlebury 2014 ``calib.txt`` (baseline in millimetres -> metres); ``width`` and
+    ``height``, where given, become :attr:`Camera.size` (so maps of resized images get the
+    camera scaled to them, see :meth:`Camera.for_size`)."""
     entries = _entries(path)
     missing = [k for k in ("cam0", "cam1", "baseline") if k not in entries]
     if missing:
@@ -72,14 +92,25 @@ def read_middlebury_calib(path: PathLike) -> Camera:
         )
     k0 = _matrix(path, "cam0", entries["cam0"], (3, 3))
     k1 = _matrix(path, "cam1", entries["cam1"], (3, 3))
-    doffs = float(entries.get("doffs", k1[0, 2] - k0[0, 2]))
-    return Camera(
+    doffs = _number(path, "doffs", entries["doffs"]) if "doffs" in entries else k1[0, 2] - k0[0, 2]
+    size = None
+    if "width" in entries and "height" in entries:
+        size = (
+            int(_number(path, "height", entries["height"])),
+            int(_number(path, "width", entries["width"])),
+        )
+    baseline = _number(path, "baseline", entries["baseline"])
+    if not baseline > 0:
+        raise DataError(f"calibration file {path}: baseline must be > 0 mm, got {baseline}")
+    return _camera(
+        path,
         fx=k0[0, 0],
         fy=k0[1, 1],
         cx=k0[0, 2],
         cy=k0[1, 2],
-        baseline=float(entries["baseline"]) / 1000.0,
+        baseline=baseline / 1000.0,
         doffs=doffs,
+        size=size,
     )
 
 
@@ -103,20 +134,35 @@ def write_middlebury_calib(
 
 
 def read_kitti_calib(path: PathLike) -> Camera:
-    """A KITTI 2012 (``P2``/``P3``) or 2015 (``P_rect_02``/``P_rect_03``) calibration file."""
+    """A KITTI 2012 (``P2``/``P3``) or 2015 (``P_rect_02``/``P_rect_03``) calibration file.
+
+    KITTI 2015's ``S_rect_02`` (rectified image ``width height``) becomes :attr:`Camera.size`;
+    KITTI 2012 files record no size (their values are for the benchmark's images)."""
     entries = _entries(path)
     for left_key, right_key in KITTI_KEYS:
         if left_key in entries and right_key in entries:
             p2 = _matrix(path, left_key, entries[left_key], (3, 4))
             p3 = _matrix(path, right_key, entries[right_key], (3, 4))
             fx = p2[0, 0]
-            return Camera(
+            if not fx > 0 or not p2[0, 3] > p3[0, 3]:
+                raise DataError(
+                    f"calibration file {path}: {left_key}/{right_key} are not a left/right pair "
+                    f"(need fx > 0 and {left_key}[0, 3] > {right_key}[0, 3], got fx={fx:g}, "
+                    f"{p2[0, 3]:g} and {p3[0, 3]:g})"
+                )
+            size = None
+            if "S_rect_02" in entries:
+                w, h = _matrix(path, "S_rect_02", entries["S_rect_02"], (1, 2))[0]
+                size = (int(round(h)), int(round(w)))
+            return _camera(
+                path,
                 fx=fx,
                 fy=p2[1, 1],
                 cx=p2[0, 2],
                 cy=p2[1, 2],
                 baseline=float(p2[0, 3] - p3[0, 3]) / fx,
                 doffs=float(p3[0, 2] - p2[0, 2]),
+                size=size,
             )
     raise DataError(
         f"calibration file {path}: not a KITTI calibration, found none of the key pairs "
@@ -131,8 +177,6 @@ def read_calib(path: PathLike) -> Camera:
         return read_middlebury_calib(path)
     if any(a in entries for a, _ in KITTI_KEYS):
         return read_kitti_calib(path)
-    if not Path(path).is_file():
-        raise DataError(f"calibration file {path} does not exist")
     raise DataError(
         f"calibration file {path}: neither Middlebury (cam0=, cam1=, baseline=) nor KITTI "
         "(P2:/P3: or P_rect_02:/P_rect_03:)"

@@ -300,8 +300,17 @@ class DepthTask(L.LightningModule):
     predict_resolution: str = "native"
     #: the resolutions a task can predict at: ``"native"`` (padded to :attr:`size_multiple`
     #: and cropped back), ``"train"`` (resized to :attr:`train_size` and the map resized
-    #: back), ``"tiles"`` (overlapping tiles of :attr:`train_size`).
+    #: back), ``"tiles"`` (overlapping tiles of :attr:`train_size`). The map comes back at
+    #: the inputs' size in every one.
     predict_resolutions: ClassVar[tuple[str, ...]] = ("native",)
+
+    @property
+    def default_predict_resolution(self) -> str:
+        """The resolution ``predict`` uses unless told: ``"train"`` where the task supports
+        it and knows :attr:`train_size`, else ``"native"``."""
+        if "train" in self.predict_resolutions and self.train_size is not None:
+            return "train"
+        return "native"
 
     def set_predict_resolution(self, resolution: str) -> None:
         """Choose :attr:`predict_resolution` (one of :attr:`predict_resolutions`)."""
@@ -313,7 +322,8 @@ class DepthTask(L.LightningModule):
         if resolution != "native" and self.train_size is None:
             raise ValueError(
                 f"predicting at resolution {resolution!r} needs the training size, which this "
-                "checkpoint does not record; give the size (or use 'native')"
+                "model does not record (a checkpoint of an older version, or a model not "
+                "trained by `lightning_depth fit`): use resolution 'native'"
             )
         self.predict_resolution = resolution
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -19,7 +20,7 @@ from lightning_depth.models.autoencoder import DepthAutoencoder, count_parameter
 from lightning_depth.models.padding import InputPadder
 from lightning_depth.optim import KerasAdam
 from lightning_depth.tasks.base import DepthTask, Headline, PictureRoles
-from lightning_depth.viz import colorize, to_uint8_image
+from lightning_depth.viz import colorize_map, to_uint8_image
 
 #: SSIM settings of the metric (torchmetrics' Gaussian SSIM, as the paper reports it).
 _SSIM = dict(gaussian_kernel=True, kernel_size=7, sigma=1.5)
@@ -111,23 +112,35 @@ class MonoDepthModule(DepthTask):
         (padded,) = padder.pad(image)
         return padder.unpad(self(padded))
 
-    predict_resolutions = ("train", "native")
+    predict_resolutions = ("train", "native", "tiles")
+    #: share of a tile's height and width that neighbouring tiles overlap at
+    #: ``predict_resolution="tiles"`` (at least; the tiles spread evenly over the image).
+    tile_overlap: float = 0.25
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         # A loaded model predicts at the size it was trained at (where the checkpoint says).
-        self.predict_resolution = "train" if self.train_size else "native"
+        self.predict_resolution = self.default_predict_resolution
 
     def predict_map(self, image: torch.Tensor) -> torch.Tensor:
-        """Depth in metres ``(B, 1, H, W)`` of images ``(B, 3, H, W)`` in [0, 1].
+        """Depth in metres ``(B, 1, H, W)`` of images ``(B, 3, H, W)`` in [0, 1], at the
+        images' size whatever :attr:`predict_resolution`:
 
-        At ``predict_resolution="train"`` the image is resized (bilinear, half-pixel centres,
-        no antialias: OpenCV's INTER_LINEAR, as the training data were) to :attr:`train_size`
-        and the log-depth resized back to ``H x W`` before decoding; at ``"native"`` it is
-        padded to :attr:`size_multiple` and cropped back.
+        - ``"train"``: the image is resized (bilinear, half-pixel centres, no antialias:
+          OpenCV's INTER_LINEAR, as the training data were) to :attr:`train_size` and the
+          log-depth resized back to ``H x W`` before decoding;
+        - ``"native"``: padded to :attr:`size_multiple` and cropped back;
+        - ``"tiles"``: the image at its own scale cut into overlapping tiles of
+          :attr:`train_size` (see :func:`tile_starts`; an image smaller than a tile along a
+          side is one tile along it), the tiles' log-depths blended with weights that fall
+          linearly to the tile borders over the overlap (:func:`tile_weights`). For images
+          larger than the training size where the scene's scale matters; a Python loop over
+          tiles, so not for export.
         """
         if self.predict_resolution == "native":
             return self.prediction_map(self.forward_outputs({"image": image}))
+        if self.predict_resolution == "tiles":
+            return self.prediction_map(self._tiled_log_depth(image))
         size = image.shape[-2:]
         small = F.interpolate(image, size=self.train_size, mode="bilinear", align_corners=False)
         log_depth = F.interpolate(
@@ -137,6 +150,25 @@ class MonoDepthModule(DepthTask):
             align_corners=False,
         )
         return self.prediction_map(log_depth)
+
+    def _tiled_log_depth(self, image: torch.Tensor) -> torch.Tensor:
+        """Log-depth ``(B, 1, H, W)`` of ``image`` from overlapping tiles of
+        :attr:`train_size`, blended (see :meth:`predict_map`)."""
+        b, _, h, w = image.shape
+        th, tw = min(self.train_size[0], h), min(self.train_size[1], w)
+        oh, ow = round(self.tile_overlap * th), round(self.tile_overlap * tw)
+        weight = (
+            tile_weights(th, oh, image.device)[:, None] * tile_weights(tw, ow, image.device)[None]
+        )
+        total = image.new_zeros(b, 1, h, w, dtype=torch.float32)
+        norm = image.new_zeros(1, 1, h, w, dtype=torch.float32)
+        for y in tile_starts(h, th, oh):
+            for x in tile_starts(w, tw, ow):
+                tile = image[..., y : y + th, x : x + tw]
+                log_depth = self.forward_outputs({"image": tile}).float()
+                total[..., y : y + th, x : x + tw] += weight * log_depth
+                norm[..., y : y + th, x : x + tw] += weight
+        return total / norm
 
     def export_module(self, stages: Optional[int] = None) -> nn.Module:
         if stages is not None:
@@ -186,7 +218,8 @@ class MonoDepthModule(DepthTask):
         return PictureRoles(inputs=("input",), target="target", prediction="prediction")
 
     def visualize(self, batch: dict, pred: torch.Tensor, index: int = 0) -> dict[str, Any]:
-        """Pictures of one sample: input, target and prediction (jet, invalid black).
+        """Pictures of one sample: input, target and prediction (log-depth coloured near =
+        warm, :func:`~lightning_depth.viz.colorize_map`; invalid black).
 
         Returns a dict of ``uint8 (H, W, 3)`` arrays keyed ``input``, ``target``,
         ``prediction``; target and prediction share one colour scale.
@@ -197,8 +230,8 @@ class MonoDepthModule(DepthTask):
         lo, hi = float(valid_target.min()), float(valid_target.max())
         return {
             "input": self.input_image(batch, index),
-            "target": colorize(target, mask, vmin=lo, vmax=hi),
-            "prediction": colorize(pred[index].float(), vmin=lo, vmax=hi),
+            "target": colorize_map(target, "depth", lo, hi, mask=mask),
+            "prediction": colorize_map(pred[index].float(), "depth", lo, hi),
         }
 
     def prediction_map(self, pred: torch.Tensor) -> torch.Tensor:
@@ -207,6 +240,32 @@ class MonoDepthModule(DepthTask):
 
     def input_image(self, batch: dict, index: int) -> np.ndarray:
         return to_uint8_image(batch["image"][index].float())
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Offsets of tiles of ``tile`` pixels covering ``length`` pixels, neighbours sharing at
+    least ``overlap`` pixels: ``n = ceil((length - overlap) / (tile - overlap))`` tiles spread
+    evenly from 0 to ``length - tile`` (one tile at 0 when ``length <= tile``).
+
+    Example:
+        >>> tile_starts(64, 32, 8)
+        [0, 16, 32]
+    """
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap must be in [0, {tile}), got {overlap}")
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+
+
+def tile_weights(size: int, overlap: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Blending weights ``(size,)`` along one side of a tile: 1 in the middle, falling
+    linearly over ``overlap`` pixels to ``1 / (overlap + 1)`` at the borders (never 0, so a
+    pixel only one tile covers keeps that tile's value)."""
+    i = torch.arange(size, device=device, dtype=torch.float32)
+    edge = torch.minimum(i + 1, size - i) / (overlap + 1)
+    return edge.clamp(max=1.0)
 
 
 class _Exported(nn.Module):

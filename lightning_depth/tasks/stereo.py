@@ -20,7 +20,7 @@ from lightning_depth.metrics.stereo import (
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.padding import InputPadder
 from lightning_depth.tasks.base import DepthTask, Headline, PictureRoles, stage_keys
-from lightning_depth.viz import colorize, to_uint8_image
+from lightning_depth.viz import colorize, colorize_map, to_uint8_image
 
 
 class StereoDepthModule(DepthTask):
@@ -219,7 +219,8 @@ class StereoDepthModule(DepthTask):
     ) -> dict[str, Any]:
         """Pictures of one sample: left, right, ground truth, each stage, last stage's error.
 
-        Returns a dict of ``uint8 (H, W, 3)`` arrays; disparities share one colour scale.
+        Returns a dict of ``uint8 (H, W, 3)`` arrays; disparities share one colour scale,
+        near = warm (:func:`~lightning_depth.viz.colorize_map`).
         """
         gt = batch["disparity"][index].float()
         valid = (gt > 0) & (gt < self.maxdisp)
@@ -227,10 +228,10 @@ class StereoDepthModule(DepthTask):
         out = {
             "left": self.input_image(batch, index),
             "right": to_uint8_image(denormalize(batch["right"][index].float())),
-            "ground_truth": colorize(gt, valid, vmin=0.0, vmax=hi),
+            "ground_truth": colorize_map(gt, "disparity", 0.0, hi, mask=valid),
         }
         for k, pred in enumerate(preds, start=1):
-            out[f"stage{k}"] = colorize(pred[index].float(), vmin=0.0, vmax=hi)
+            out[f"stage{k}"] = colorize_map(pred[index].float(), "disparity", 0.0, hi)
         error = (preds[-1][index].float() - gt).abs()
         out["error"] = colorize(error, valid, cmap="inferno", vmin=0.0, vmax=5.0)
         return out

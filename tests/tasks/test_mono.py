@@ -111,3 +111,76 @@ def test_channels_last_keeps_numerics() -> None:
 
 def test_ssim_data_range_default_is_largest_target() -> None:
     assert MonoDepthModule(net=DepthAutoencoder(depth=3)).data_range == pytest.approx(math.log(300))
+
+
+def test_tile_layout_and_weights() -> None:
+    from lightning_depth.tasks.mono import tile_starts, tile_weights
+
+    assert tile_starts(64, 32, 8) == [0, 16, 32]  # ceil(56 / 24) = 3 tiles, spread evenly
+    assert tile_starts(100, 32, 8) == [0, 23, 45, 68]  # ceil(92 / 24) = 4 tiles, 68 / 3 apart
+    assert tile_starts(20, 32, 8) == [0]  # smaller than a tile: one tile
+    assert tile_starts(32, 32, 0) == [0]
+    torch.testing.assert_close(tile_weights(6, 2), torch.tensor([1 / 3, 2 / 3, 1, 1, 2 / 3, 1 / 3]))
+    assert torch.equal(tile_weights(4, 0), torch.ones(4))
+    with pytest.raises(ValueError, match="overlap must be in"):
+        tile_starts(64, 32, 32)
+
+
+def _module_at(train_size: tuple[int, int]) -> MonoDepthModule:
+    torch.manual_seed(0)
+    module = MonoDepthModule(net=DepthAutoencoder(depth=2)).eval()
+    module.train_size = train_size
+    return module
+
+
+def test_predict_map_returns_the_input_size_at_every_resolution() -> None:
+    module = _module_at((16, 16))
+    image = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+    maps = {}
+    for resolution in ("train", "native", "tiles"):
+        module.set_predict_resolution(resolution)
+        with torch.no_grad():
+            maps[resolution] = module.predict_map(image)
+        assert maps[resolution].shape == (2, 1, 37, 53)
+        assert torch.isfinite(maps[resolution]).all() and (maps[resolution] > 0).all()
+    assert not torch.allclose(maps["train"], maps["native"], rtol=1e-3)
+    assert not torch.allclose(maps["tiles"], maps["native"], rtol=1e-3)
+    with pytest.raises(ValueError, match=r"one of \('train', 'native', 'tiles'\)"):
+        module.set_predict_resolution("huge")
+    module.train_size = None
+    with pytest.raises(ValueError, match="does not record.*use resolution 'native'"):
+        module.set_predict_resolution("tiles")
+    assert module.default_predict_resolution == "native"
+
+
+def test_tiles_blend_overlapping_tiles_of_the_training_size() -> None:
+    module = _module_at((16, 16))
+    module.set_predict_resolution("tiles")
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        tiled = module.predict_map(image)
+        # by hand: tiles at rows/columns 0, 8, 16 (16-pixel tiles, >= 4 px overlap)
+        tile = {(y, x): module.net(image[..., y : y + 16, x : x + 16]).exp()
+                for y in (0, 8, 16) for x in (0, 8, 16)}  # fmt: skip
+    # pixels only one tile covers keep that tile's depth
+    torch.testing.assert_close(tiled[..., :8, :8], tile[0, 0][..., :8, :8], rtol=1e-5, atol=0)
+    torch.testing.assert_close(tiled[..., 24:, 24:], tile[16, 16][..., 8:, 8:], rtol=1e-5, atol=0)
+    torch.testing.assert_close(tiled[..., :8, 24:], tile[0, 16][..., :8, 8:], rtol=1e-5, atol=0)
+    # where tiles overlap the depth lies between the tiles' own (a blend, in log-depth)
+    a, b = tile[0, 0][..., :8, 8:12], tile[0, 8][..., :8, 0:4]
+    blended = tiled[..., :8, 8:12]
+    assert ((blended >= torch.minimum(a, b) - 1e-6) & (blended <= torch.maximum(a, b) + 1e-6)).all()
+    assert not torch.allclose(blended, a, rtol=1e-4) and not torch.allclose(blended, b, rtol=1e-4)
+
+
+def test_visualize_colours_near_warm() -> None:
+    # log-depth 0 (1 m, near) on the left half, log(10) on the right: near is red, far blue
+    module = MonoDepthModule(net=DepthAutoencoder(depth=2)).eval()
+    batch = _batch(1, size=8)
+    batch["target"] = torch.zeros(1, 1, 8, 8)
+    batch["target"][..., 4:] = math.log(10.0)
+    batch["mask"][:] = True
+    pictures = module.visualize(batch, batch["target"], index=0)
+    for key in ("target", "prediction"):
+        near, far = pictures[key][0, 0].astype(int), pictures[key][0, 7].astype(int)
+        assert near[0] > far[0] and near[2] < far[2], key

@@ -119,3 +119,15 @@ def test_visualize_shows_each_stage_and_blacks_out_invalid_pixels() -> None:
     ]
     assert all(p.shape == (64, 128, 3) and p.dtype == np.uint8 for p in pictures.values())
     assert (pictures["ground_truth"][:, :3] == 0).all() and (pictures["error"][:, :3] == 0).all()
+
+
+def test_visualize_colours_near_warm() -> None:
+    # large disparity (near) is red, small (far) blue, as mono's small depth
+    module = StereoDepthModule(net=AnyNet(spn_channels=2)).eval()
+    batch = _batch(1, 16, 32)
+    batch["disparity"][:] = 2.0
+    batch["disparity"][..., :8] = 40.0
+    pictures = module.visualize(batch, [batch["disparity"]] * module.num_stages)
+    for key in ("ground_truth", f"stage{module.num_stages}"):
+        near, far = pictures[key][0, 0].astype(int), pictures[key][0, 31].astype(int)
+        assert near[0] > far[0] and near[2] < far[2], key
