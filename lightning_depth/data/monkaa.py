@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lightning_depth.data.augment import StereoAugment, make_augment
 from lightning_depth.data.base import DepthDataModule, SampleDataset
 from lightning_depth.data.check import probe_rgb
 from lightning_depth.data.generated import Generated
 from lightning_depth.data.layout import Folder, Layout, Sample, Source
-from lightning_depth.data.synth_monkaa import monkaa_frames
+from lightning_depth.data.synth_monkaa import STYLES, scene_job
+from lightning_depth.data.synth_things import map_scenes
 from lightning_depth.data.transforms import (
     centre_crop_window,
     check_size,
@@ -227,6 +229,9 @@ class MonkaaTransform:
         eval_mode: ``"crop"`` or ``"pad"``.
         eval_size: evaluation ``(H, W)``, multiples of 16; at most the image size for
             ``"crop"``, at least the image size for ``"pad"``. Default: derived per image.
+        augment: photometric augmentation of training items
+            (:class:`~lightning_depth.data.augment.StereoAugment`, drawn from the item's
+            generator after its crop); ``None``: none. Never applied at evaluation.
     """
 
     fields = {"left": (np.uint8, 3), "right": (np.uint8, 3), "disparity": (np.float32, 2)}
@@ -237,6 +242,7 @@ class MonkaaTransform:
         size: Sequence[int] = (256, 512),
         eval_mode: str = "crop",
         eval_size: Optional[Sequence[int]] = None,
+        augment: Optional[StereoAugment] = None,
     ) -> None:
         if eval_mode not in EVAL_MODES:
             raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}")
@@ -246,6 +252,7 @@ class MonkaaTransform:
         self.eval_size = None
         if eval_size is not None:
             self.eval_size = check_size(eval_size, "eval_size", multiple=SIZE_MULTIPLE)
+        self.augment = augment
 
     def record(self, arrays: dict[str, np.ndarray], files: Sequence[str]) -> dict[str, np.ndarray]:
         return {
@@ -284,7 +291,13 @@ class MonkaaTransform:
         height, width = record["disparity"].shape
         top, x0, h, w = self._window(height, width, where, generator)
         window = (slice(top, top + h), slice(x0, x0 + w))
-        images = normalize_pair(record["left"][window], record["right"][window])
+        if self.training and self.augment is not None:
+            pair = np.stack([record["left"][window], record["right"][window]])
+            unit = to_unit(torch.from_numpy(pair).permute(0, 3, 1, 2).contiguous())
+            left, right = self.augment(unit[0], unit[1], generator)
+            images = normalize(torch.stack([left, right]))
+        else:
+            images = normalize_pair(record["left"][window], record["right"][window])
         disp = torch.from_numpy(np.ascontiguousarray(record["disparity"][window]))[None]
         if not self.training and self.eval_mode == "pad":
             size = self.eval_size or (
@@ -314,7 +327,7 @@ class MonkaaDataset(SampleDataset):
 
     Args:
         samples: ``(left, right, disparity)`` paths, e.g. from :func:`list_monkaa_samples`.
-        training, size, eval_mode, eval_size: as :class:`MonkaaTransform`.
+        training, size, eval_mode, eval_size, augment: as :class:`MonkaaTransform`.
         source: where the files are (default: paths as they are; or an
             :class:`~lightning_depth.data.archive.ArchiveSet`).
     """
@@ -327,8 +340,9 @@ class MonkaaDataset(SampleDataset):
         eval_mode: str = "crop",
         eval_size: Optional[Sequence[int]] = None,
         source: Optional[Source] = None,
+        augment: Optional[StereoAugment] = None,
     ) -> None:
-        transform = MonkaaTransform(training, size, eval_mode, eval_size)
+        transform = MonkaaTransform(training, size, eval_mode, eval_size, augment)
         super().__init__(MonkaaLayout(), samples, transform, source)
 
 
@@ -361,6 +375,14 @@ class MonkaaDataModule(DepthDataModule):
         synth_frames: frames per generated scene.
         synth_size: generated image size ``[H, W]``.
         synth_seed: seed of the generated data.
+        synth_style: ``"rooms"`` (textured rooms, a short zoom per scene: the demo) or
+            ``"things"`` (FlyingThings-style photo-textured clutter,
+            :mod:`~lightning_depth.data.synth_things`: the data that transfers to real
+            pairs; use ``synth_frames=1``).
+        augment: photometric augmentation of the training split
+            (:class:`~lightning_depth.data.augment.StereoAugment`): ``false`` (default),
+            ``true`` (its defaults) or a dict of its arguments, e.g. ``{"eraser_p": 0}``.
+            Drawn from each item's seed, so runs and resumed runs see the same batches.
         **kwargs: the other arguments of :class:`~lightning_depth.data.base.DepthDataModule`
             (``synth_dir``, ``on_bad_samples``, ``seed``, ``eval_batch_size``,
             ``num_workers``, ``pin_memory``,
@@ -383,6 +405,8 @@ class MonkaaDataModule(DepthDataModule):
         synth_frames: int = 8,
         synth_size: tuple[int, int] = (192, 320),
         synth_seed: int = 0,
+        synth_style: str = "rooms",
+        augment: Union[bool, dict[str, Any]] = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -407,9 +431,14 @@ class MonkaaDataModule(DepthDataModule):
         self.synth_scenes, self.synth_frames = synth_scenes, synth_frames
         self.synth_size = check_size(synth_size, "synth_size")
         self.synth_seed = synth_seed
+        if synth_style not in STYLES:
+            raise ValueError(f"synth_style must be one of {STYLES}, got {synth_style!r}")
+        self.synth_style = synth_style
+        self.augment = make_augment(augment)
 
     def make_transform(self, training: bool) -> MonkaaTransform:
-        return MonkaaTransform(training, self.size, self.eval_mode, self.eval_size)
+        augment = self.augment if training else None
+        return MonkaaTransform(training, self.size, self.eval_mode, self.eval_size, augment)
 
     def split_unit(self) -> tuple[Optional[Callable], str]:
         return (scene_of, "scene") if self.split_by == "scene" else (None, "frame")
@@ -429,32 +458,65 @@ class MonkaaDataModule(DepthDataModule):
         if self.synth_scenes <= 0:
             return None
         return monkaa_generated(
-            self.synth_scenes, self.synth_frames, self.synth_size, self.synth_seed
+            self.synth_scenes,
+            self.synth_frames,
+            self.synth_size,
+            self.synth_seed,
+            style=self.synth_style,
         )
 
 
 def monkaa_generated(
-    scenes: int, frames: int = 8, size: Sequence[int] = (192, 320), seed: int = 0
+    scenes: int,
+    frames: int = 8,
+    size: Sequence[int] = (192, 320),
+    seed: int = 0,
+    style: str = "rooms",
+    workers: Optional[int] = None,
 ) -> Generated:
     """The set :func:`synthesize_monkaa` writes with these arguments, named
-    ``monkaa_<scenes>x<frames>_<H>x<W>_seed<seed>``."""
+    ``monkaa_<scenes>x<frames>_<H>x<W>_seed<seed>`` (``monkaa_things_...`` for the things
+    style). ``workers`` (processes) does not change the content."""
     if scenes < 1 or frames < 1:
         raise ValueError(f"generated scenes and frames must be >= 1, got {scenes} and {frames}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     size = check_size(size, "size")
+    settings: dict[str, Any] = {
+        "dataset": "monkaa",
+        "scenes": scenes,
+        "frames": frames,
+        "size": list(size),
+        "seed": seed,
+    }
+    kind = "scenes"
+    if style != "rooms":  # rooms sets keep the names and markers they had before styles
+        settings["style"] = style
+        kind = f"{style}-style scenes"
+    prefix = "monkaa" if style == "rooms" else f"monkaa_{style}"
     return Generated(
-        name=f"monkaa_{scenes}x{frames}_{format_size(size)}_seed{seed}",
+        name=f"{prefix}_{scenes}x{frames}_{format_size(size)}_seed{seed}",
         description=(
-            f"{scenes} Monkaa-layout scenes of {frames} frames ({format_size(size)}, seed {seed})"
+            f"{scenes} Monkaa-layout {kind} of {frames} frames ({format_size(size)}, seed {seed})"
         ),
-        settings={
-            "dataset": "monkaa",
-            "scenes": scenes,
-            "frames": frames,
-            "size": list(size),
-            "seed": seed,
-        },
-        write=partial(synthesize_monkaa, scenes=scenes, frames=frames, size=size, seed=seed),
+        settings=settings,
+        write=partial(
+            synthesize_monkaa,
+            scenes=scenes,
+            frames=frames,
+            size=size,
+            seed=seed,
+            style=style,
+            workers=workers,
+        ),
     )
+
+
+def _write_scene(
+    scene: int, job: Callable[[int], list[dict]], layout: MonkaaLayout, out: Path
+) -> list[Path]:
+    # in a worker process: render one scene and write its frames
+    return [layout.write(out, **frame) for frame in job(scene)]
 
 
 def synthesize_monkaa(
@@ -465,17 +527,37 @@ def synthesize_monkaa(
     seed: int = 0,
     baseline: Optional[float] = None,
     max_disparity: Optional[float] = None,
-    zoom_per_frame: float = 0.015,
+    zoom_per_frame: Optional[float] = None,
+    style: str = "rooms",
+    workers: Optional[int] = None,
+    photos: Optional[bool] = None,
 ) -> list[Path]:
-    """Write rendered stereo scenes (:func:`~lightning_depth.data.synth_monkaa.monkaa_frames`,
-    whose arguments these are; ``size`` is ``(H, W)``) in Monkaa's layout with exact
-    disparity: per frame ``NNNN`` of scene ``scene_SSS_x2``,
-    ``frames_cleanpass/<scene>/{left,right}/NNNN.png`` (RGB uint8) and
+    """Write rendered stereo scenes in Monkaa's layout with exact disparity: per frame
+    ``NNNN`` of a scene, ``frames_cleanpass/<scene>/{left,right}/NNNN.png`` (RGB uint8) and
     ``disparity/<scene>/{left,right}/NNNN.pfm`` (Pf float32, little-endian, px).
+
+    ``style="rooms"``: :func:`~lightning_depth.data.synth_monkaa.monkaa_frames` (scenes
+    ``scene_SSS_x2``; ``baseline`` and ``zoom_per_frame``, default 0.015, are its);
+    ``style="things"``: :func:`~lightning_depth.data.synth_things.things_frames` (scenes
+    ``things_SSSS_x2``; ``photos``, default true, is its). ``size`` is ``(H, W)``. Scenes are
+    rendered and written by ``workers`` processes (default: the CPUs available); the files
+    do not depend on it.
 
     Returns:
         The written left image paths, sorted.
+
+    Raises:
+        ValueError: an unknown style, or an argument of the other style.
     """
-    layout = MonkaaLayout()
-    rendered = monkaa_frames(scenes, frames, size, seed, baseline, max_disparity, zoom_per_frame)
-    return sorted(layout.write(out, **frame) for frame in rendered)
+    options = {
+        name: value
+        for name, value in (
+            ("baseline", baseline),
+            ("zoom_per_frame", zoom_per_frame),
+            ("photos", photos),
+        )
+        if value is not None
+    }
+    job = scene_job(style, scenes, frames, size, seed, max_disparity, **options)
+    write = partial(_write_scene, job=job, layout=MonkaaLayout(), out=Path(out))
+    return sorted(path for paths in map_scenes(write, scenes, workers) for path in paths)

@@ -1,5 +1,7 @@
 """``lightning_depth synth diode|monkaa --out DIR ...``: write a generated dataset in the real
-DIODE or Monkaa layout (sizes are ``HxW``).
+DIODE or Monkaa layout (sizes are ``HxW``). ``monkaa --style things`` writes FlyingThings-style
+scenes (:mod:`~lightning_depth.data.synth_things`), the stereo data that transfers to real
+pairs; scenes are rendered by ``--workers`` processes (default: the CPUs available).
 
 ``--out`` must be new or empty; ``--overwrite`` replaces a set generated there before (removed
 first, so two sizes never mix) and deletes nothing else (see
@@ -15,6 +17,7 @@ from typing import Sequence
 from lightning_depth.data.diode import diode_generated, synthesize_diode
 from lightning_depth.data.generated import write_set
 from lightning_depth.data.monkaa import monkaa_generated, synthesize_monkaa
+from lightning_depth.data.synth_monkaa import STYLES
 from lightning_depth.data.transforms import format_size, parse_size
 
 __all__ = ["build_parser", "main"]
@@ -43,10 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_argument(diode)
     monkaa = sub.add_parser("monkaa", help="Monkaa layout: frames_cleanpass/ and disparity/")
     monkaa.add_argument("--out", required=True)
+    monkaa.add_argument(
+        "--style",
+        choices=STYLES,
+        default="rooms",
+        help="rooms: textured rooms, a short zoom per scene (the demo); things: "
+        "FlyingThings-style photo-textured clutter (transfers to real pairs)",
+    )
     monkaa.add_argument("--scenes", type=int, default=2)
-    monkaa.add_argument("--frames", type=int, default=8, help="frames per scene")
+    monkaa.add_argument(
+        "--frames", type=int, default=None, help="frames per scene (default: rooms 8, things 1)"
+    )
     _size_argument(monkaa, synthesize_monkaa)
     monkaa.add_argument("--seed", type=int, default=0)
+    monkaa.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes rendering scenes (default: the CPUs available; same files either way)",
+    )
     _overwrite_argument(monkaa)
     return parser
 
@@ -66,7 +84,10 @@ def main(argv: Sequence[str]) -> int:
         if args.dataset == "diode":
             generated = diode_generated(args.n, args.size, args.seed, split=args.split)
         else:
-            generated = monkaa_generated(args.scenes, args.frames, args.size, args.seed)
+            frames = args.frames if args.frames is not None else (8 if args.style == "rooms" else 1)
+            generated = monkaa_generated(
+                args.scenes, frames, args.size, args.seed, style=args.style, workers=args.workers
+            )
         write_set(generated, args.out, overwrite=args.overwrite)
     except ValueError as e:  # DataError included: a non-empty output, a bad argument
         print(f"lightning_depth synth: error: {e}", file=sys.stderr)
