@@ -564,7 +564,9 @@ def _build(
         texels = math.exp(rng.uniform(math.log(0.3), math.log(4.0))) / unit
         angle = rng.uniform(0, 2 * np.pi)
         colour, bias = _colour_transform(rng, grey[texture])
-        shiny = specular and rng.random() < 0.5
+        # drawn whatever ``specular`` says, so the scene is the same with and without
+        shiny = rng.random() < 0.5
+        strength = float(rng.uniform(0.2, 0.8))
         return dict(
             texture=texture,
             texels_per_unit=float(texels),
@@ -575,7 +577,7 @@ def _build(
             uv_offset=rng.uniform(0, 4 * side, 2).astype(np.float32),
             colour=colour,
             bias=bias,
-            specular=float(rng.uniform(0.2, 0.8)) if shiny else 0.0,
+            specular=strength if shiny and specular else 0.0,
             shininess=float(np.exp(rng.uniform(np.log(8), np.log(200)))),
         )
 
@@ -706,8 +708,11 @@ def _shade(
     return colour * scene.light_colour
 
 
-def _render_view(scene: _ThingsScene, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (H, W, 3) float32 and z-depth (H, W) float32 of the camera at ``origin``."""
+def _render_view(
+    scene: _ThingsScene, origin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour (H, W, 3) float32, z-depth (H, W) float32 and object index (H, W) int32 (0:
+    the background) of the camera at ``origin``."""
     h, w, f = scene.height, scene.width, scene.focal
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     dx, dy = (u - (w - 1) / 2) / f, (v - (h - 1) / 2) / f
@@ -735,7 +740,7 @@ def _render_view(scene: _ThingsScene, origin: np.ndarray) -> tuple[np.ndarray, n
         sel = order[bounds[k] : bounds[k + 1]]
         if len(sel):
             colour[sel] = _shade(scene, obj, origin, flat_dirs[sel], flat_depth[sel])
-    return colour.reshape(h, w, 3), depth
+    return colour.reshape(h, w, 3), depth, index
 
 
 def render_things(
@@ -768,8 +773,9 @@ def render_things(
         dict with ``frames``: a list of dicts ``left``, ``right`` uint8 (H, W, 3),
         ``depth`` float32 (H, W) z-depth of the left view (scene units),
         ``disparity`` = ``focal * baseline / depth`` and ``right_disparity`` (of the right
-        view) float32 (H, W) px, dense and positive; plus ``focal`` (px) and ``baseline``
-        (scene units).
+        view) float32 (H, W) px, dense and positive, ``objects`` int16 (H, W): which object
+        each left pixel sees (0: the background, then in drawing order); plus ``focal`` (px)
+        and ``baseline`` (scene units).
     """
     height, width = check_size(size, "size")
     if max_disparity is None:
@@ -788,8 +794,8 @@ def render_things(
     out = []
     for k in range(frames):
         origin = step * k
-        left, depth = _render_view(scene, origin)
-        right, right_depth = _render_view(
+        left, depth, index = _render_view(scene, origin)
+        right, right_depth, _ = _render_view(
             scene, origin + np.array([scene.baseline, 0, 0], dtype=np.float32)
         )
         out.append(
@@ -799,6 +805,7 @@ def render_things(
                 "depth": depth,
                 "disparity": (fb / depth).astype(np.float32),
                 "right_disparity": (fb / right_depth).astype(np.float32),
+                "objects": index.astype(np.int16),
             }
         )
     return {"frames": out, "focal": float(scene.focal), "baseline": float(scene.baseline)}
