@@ -1,9 +1,11 @@
 """Predict-only DataModules: folders or lists of images (mono) and of stereo pairs.
 
 Used by ``lightning_depth predict --config configs/predict/{mono,stereo}.yaml``; batches
-carry no targets. Images keep their own size (the tasks pad them to the network's multiple
-and crop back), so the default batch size is 1; give ``size`` (mono) to resize every image
-to the training resolution instead, as the training preprocessing does.
+carry no targets. Images keep their own size and the model decides how to run on them
+(``DepthTask.predict_map``: a mono checkpoint resizes to its training size and resizes the
+map back, see the writer's ``resolution``), returning maps at the images' size; so the
+default batch size is 1. ``size`` (mono) resizes the images themselves before the model, and
+the maps then come at that size.
 
 Inputs go through the very functions training uses (:func:`~lightning_depth.data.diode.
 image_to_tensor` after the same OpenCV-exact resize; :func:`~lightning_depth.data.monkaa.
@@ -232,10 +234,12 @@ class MonoPredictDataModule(_PredictDataModule):
 
     Args:
         inputs: an image file, a folder of images (recursive) or a list of both.
-        size: optional ``[H, W]`` to resize every image to (e.g. the training size, 256x256
-            for DIODE); default: each image at its own size (padded by the task to a multiple
-            of ``2**depth`` and cropped back). With ``size=None`` and ``batch_size > 1`` all
-            images must share one size.
+        size: optional ``[H, W]`` to resize every image to before the model (the maps then
+            come at this size, not the images'); default ``None``: each image at its own size,
+            and the model decides (a checkpoint that records its training size predicts at it
+            and resizes the map back to the image's size; see ``DepthPredictionWriter``'s
+            ``resolution``). With ``size=None`` and ``batch_size > 1`` all images must share
+            one size.
         batch_size: images per batch.
         num_workers: DataLoader workers.
     """

@@ -147,7 +147,8 @@ def test_a_task_defined_outside_the_package_runs_through_every_tool(tmp_path: Pa
     result = dict(kv.split("=") for kv in re.search(r"^RESULT (.*)$", out, re.M).group(1).split())
     last = next(run.rglob("last.ckpt"))
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    assert checkpoint["task"] == {"class_path": TOY, "name": "toy"}
+    # the training size (the demo data's 32x32) is recorded for predict and export
+    assert checkpoint["task"] == {"class_path": TOY, "name": "toy", "train_size": [32, 32]}
     # the default best checkpoint watched the toy task's own metric
     best = next(run.rglob("best-*.ckpt"))
     assert "val_mae" in best.name
