@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_depth.data.augment import StereoAugment, make_augment, vertical_shift
+from lightning_depth.data.augment import (
+    StereoAugment,
+    colour_matrix,
+    make_augment,
+    vertical_shift,
+)
 from lightning_depth.data.monkaa import (
     MonkaaDataModule,
     MonkaaDataset,
@@ -102,6 +107,19 @@ def test_brightness_scales_each_view_by_its_own_factor():
         assert 0.7 <= factor <= 1.3
         torch.testing.assert_close(out, torch.full_like(out, 0.5 * factor), atol=1e-5, rtol=0)
     assert params.brightness[0] != params.brightness[1]
+
+
+def test_hue_rotates_about_the_grey_axis_and_saturation_blends_with_luma():
+    one = torch.ones(1)
+    # a third of a turn maps red to green and green to blue, and keeps greys
+    m = colour_matrix(one, one, torch.tensor([2 * np.pi / 3]))[0].numpy()
+    np.testing.assert_allclose(m @ [1, 0, 0], [0, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(m @ [0, 1, 0], [0, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(m @ [0.3, 0.3, 0.3], [0.3, 0.3, 0.3], atol=1e-6)
+    # saturation 0 gives the BT.601 grey in every channel; brightness scales
+    m = colour_matrix(torch.tensor([0.5]), torch.zeros(1), torch.zeros(1))[0].numpy()
+    grey = 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 0.9
+    np.testing.assert_allclose(m @ [0.2, 0.6, 0.9], [0.5 * grey] * 3, atol=1e-6)
 
 
 @pytest.mark.parametrize("asymmetric_p,same", [(0.0, True), (1.0, False)])
