@@ -11,9 +11,16 @@ from torch import nn
 
 from lightning_depth.encoding import denormalize
 from lightning_depth.losses.stereo import MultiStageSmoothL1
+from lightning_depth.metrics.benchmark import (
+    BENCHMARK_METRICS,
+    NONOCCLUDED_KEY,
+    benchmark_metric,
+    check_benchmark_metrics,
+)
 from lightning_depth.metrics.stereo import (
     EndPointError,
     ThreePixelError,
+    bad_pixel_rate_per_sample,
     end_point_error_per_sample,
     three_pixel_error_per_sample,
 )
@@ -150,6 +157,45 @@ class StereoDepthModule(DepthTask):
         return {"loss": total, **{f"stage{k}": v for k, v in enumerate(per_stage, start=1)}}
 
     # -- metrics -------------------------------------------------------------------------
+    #: the real benchmark's metrics reported besides the task's own (keys of
+    #: :data:`~lightning_depth.metrics.benchmark.BENCHMARK_METRICS`, e.g. ``bad2``,
+    #: ``d1_all``); set from the DataModule's ``benchmark_metrics`` by :meth:`setup`.
+    benchmark_metrics: tuple[str, ...] = ()
+
+    def setup(self, stage: str) -> None:
+        """Report the metrics of the benchmark the trainer's DataModule holds (its
+        ``benchmark_metrics``: Middlebury's bad-2.0/4.0, KITTI's D1-all) from this run on."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.use_benchmark_metrics(getattr(datamodule, "benchmark_metrics", ()))
+
+    def use_benchmark_metrics(self, keys: Iterable[str]) -> None:
+        """Report the benchmark metrics ``keys`` too: on the final output, in the epoch
+        metrics (``val/<key>``, ``test/<key>``), the final and per-sample metrics, and as
+        headlines (so the summary's ``RESULT`` line carries them). Batches then need the
+        non-occlusion mask (key :data:`~lightning_depth.metrics.benchmark.NONOCCLUDED_KEY`)
+        for the ``*_noc`` metrics.
+
+        Raises:
+            ValueError: an unknown key (the message lists the known ones).
+        """
+        keys = check_benchmark_metrics(keys)
+        if keys == self.benchmark_metrics:
+            return
+        self.benchmark_metrics = keys
+        self.val_metrics = self.make_metrics().to(self.device)
+        self.test_metrics = self.make_metrics().to(self.device)
+        self.headlines = type(self).headlines + tuple(
+            Headline(k, BENCHMARK_METRICS[k].label, scale=100.0, digits=2) for k in keys
+        )
+
+    def _update_benchmark_metrics(
+        self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor
+    ) -> None:
+        gt = batch["disparity"].float()
+        nonoccluded = batch.get(NONOCCLUDED_KEY)
+        for key in self.benchmark_metrics:
+            metrics[key].update(final.float(), gt, nonoccluded)
+
     def make_metrics(self) -> nn.ModuleDict:
         metrics = {}
         for three, epe in zip(
@@ -157,6 +203,7 @@ class StereoDepthModule(DepthTask):
         ):
             metrics[three] = ThreePixelError(maxdisp=self.maxdisp)
             metrics[epe] = EndPointError(maxdisp=self.maxdisp)
+        metrics.update({key: benchmark_metric(key) for key in self.benchmark_metrics})
         return nn.ModuleDict(metrics)
 
     def update_metrics(
@@ -166,6 +213,7 @@ class StereoDepthModule(DepthTask):
         for k, pred in enumerate(preds, start=1):
             metrics[f"3px_stage{k}"].update(pred.float(), gt)
             metrics[f"epe_stage{k}"].update(pred.float(), gt)
+        self._update_benchmark_metrics(metrics, batch, preds[-1])
 
     def compute_metrics(self, metrics: nn.ModuleDict) -> dict[str, torch.Tensor]:
         out = {name: m.compute() for name, m in metrics.items()}
@@ -178,6 +226,7 @@ class StereoDepthModule(DepthTask):
             {
                 "3px": ThreePixelError(maxdisp=self.maxdisp),
                 "epe": EndPointError(maxdisp=self.maxdisp),
+                **{key: benchmark_metric(key) for key in self.benchmark_metrics},
             }
         )
 
@@ -185,8 +234,9 @@ class StereoDepthModule(DepthTask):
         self, metrics: nn.ModuleDict, batch: dict, final: torch.Tensor
     ) -> None:
         gt = batch["disparity"].float()
-        for metric in metrics.values():
-            metric.update(final.float(), gt)
+        metrics["3px"].update(final.float(), gt)
+        metrics["epe"].update(final.float(), gt)
+        self._update_benchmark_metrics(metrics, batch, final)
 
     def per_sample_metrics(
         self, batch: dict, preds: Sequence[torch.Tensor]
@@ -205,6 +255,15 @@ class StereoDepthModule(DepthTask):
             )
         out["3px"] = out[f"3px_stage{len(preds)}"]
         out["epe"] = out[f"epe_stage{len(preds)}"]
+        nonoccluded = batch.get(NONOCCLUDED_KEY)
+        for key in self.benchmark_metrics:
+            m = BENCHMARK_METRICS[key]
+            mask = nonoccluded if m.region == "nonoccluded" else None
+            if m.region == "nonoccluded" and mask is None:
+                raise ValueError(f"{key} needs the batch's {NONOCCLUDED_KEY!r} mask, got none")
+            out[key] = bad_pixel_rate_per_sample(
+                preds[-1].float(), gt, m.threshold, m.relative, mask
+            )
         return out
 
     # -- pictures and outputs ------------------------------------------------------------
