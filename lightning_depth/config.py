@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from lightning_depth import pretrained
 from lightning_depth.callbacks.checkpoints import (
     BestCheckpoint,
     LatestCheckpoint,
@@ -91,11 +92,29 @@ class DepthCLI(LightningCLI):
         # to a file here, before the classes are built, so that LightningCLI rebuilds the
         # model from the checkpoint's own settings as it does for a file path.
         subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("pretrained"):
+            self._use_pretrained(subcommand, self.config[subcommand])
         if subcommand and self.config[subcommand].get("ckpt_path") is not None:
             section = self.config[subcommand]
             section["ckpt_path"] = resolve_ckpt_path(
                 section.get("trainer"), section.get("ckpt_path")
             )
+
+    @staticmethod
+    def _use_pretrained(subcommand: str, section: Any) -> None:
+        """``--pretrained NAME``: the shipped checkpoint (:mod:`lightning_depth.pretrained`)
+        as ``ckpt_path``, so LightningCLI rebuilds the network from its saved config."""
+        name = section["pretrained"]
+        if subcommand == "fit":
+            raise ValueError(
+                "--pretrained is for validate, test and predict; fit resumes from --ckpt_path"
+            )
+        if section.get("ckpt_path") is not None:
+            raise ValueError(
+                f"give either --pretrained ({name}) or --ckpt_path ({section['ckpt_path']}), "
+                "not both"
+            )
+        section["ckpt_path"] = str(pretrained.path(name))
 
     def after_fit(self) -> None:
         self._summarize("fit")
@@ -113,6 +132,13 @@ class DepthCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.callbacks": DEFAULT_CALLBACKS})
+        parser.add_argument(
+            "--pretrained",
+            type=Optional[str],
+            default=None,
+            help="a model shipped in the package (lightning_depth.pretrained.names()) instead "
+            "of --ckpt_path (validate, test, predict)",
+        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from tests.helpers import demo_checkpoints
 
 # Tests never reach the network: W&B writes its run files locally.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -66,3 +69,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             f"skipped ({reason}); a skip is a missing install step: set up with the README's "
             "set-up line (or pass --allow-skips)"
         )
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of the demos' generated data and runs (see ``tests.helpers.demo_data_args``)."""
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="session")
+def checkpoints(demo_root: Path) -> dict[str, Path]:
+    """One pair of tiny trained demo checkpoints (``{"mono": path, "stereo": path}``) for
+    every test that needs a trained model: export, compression, predict, pretrained."""
+    return demo_checkpoints(demo_root)

@@ -23,7 +23,6 @@ from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.autoencoder import DepthAutoencoder
 from lightning_depth.tasks.mono import MonoDepthModule
 from lightning_depth.tasks.stereo import StereoDepthModule
-from tests.helpers import demo_checkpoints
 
 # ImageNet statistics written out here, not imported: the expectations below must not share
 # the package's constants (a swapped mean/std there has to fail these tests).
@@ -35,11 +34,6 @@ def _normalized(rgb: np.ndarray) -> torch.Tensor:
     """``uint8 (H, W, 3)`` -> ImageNet-normalised ``(1, 3, H, W)``, in numpy."""
     x = (rgb.astype(np.float32) / 255.0 - MEAN) / STD
     return torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    return demo_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 def _image(path: Path, h: int, w: int, seed: int) -> np.ndarray:
