@@ -330,3 +330,18 @@ def test_lightning_depth_test_reports_middleburys_bad_pixel_rates(tmp_path, caps
     assert 0.3 < expected["test_bad2_noc"] < 0.7  # the thresholds matter here
     for key, value in expected.items():
         assert float(result[key]) == pytest.approx(value, abs=6e-5), key  # 4 decimals shown
+
+
+def test_check_data_command_lists_a_bad_scene(tmp_path, capsys):
+    from lightning_depth.cli import main
+
+    _scene(tmp_path, "Good")
+    _scene(tmp_path, "HalfCalib", calib_size=(64, 128))
+    args = ["--config", "configs/stereo/monkaa_anynet_spn8.yaml",
+            "--data", "configs/data/middlebury.yaml", f"--data.init_args.root={tmp_path}"]  # fmt: skip
+    assert main(["check-data", *args]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 samples are bad" in err and "HalfCalib/calib.txt is for 64x128 images" in err
+    shutil.rmtree(tmp_path / "HalfCalib")
+    assert main(["check-data", *args]) == 0
+    assert "data check of Middlebury root" in capsys.readouterr().out
