@@ -587,7 +587,7 @@ def _build(
         return int(rng.integers(n_procedural))
 
     # disparities of the background and of the nearest object; objects uniform in between
-    d_bg = max_disparity * rng.uniform(0.004, 0.04)
+    d_bg = max_disparity * rng.uniform(0.005, 0.2)
     d_near = max_disparity * rng.uniform(0.2, 1.0)
     d_near = max(d_near, 3 * d_bg)
     n = int(rng.integers(objects[0], objects[1] + 1))
@@ -604,8 +604,8 @@ def _build(
         clutter = i < n_clutter
         kind = str(rng.choice(_SHAPES, p=_SHAPE_P))
         if clutter:
-            d = d_bg * rng.uniform(1.1, 2.5)
-            extent_px = width * rng.uniform(0.15, 0.6)
+            d = d_bg * rng.uniform(1.1, 2.0)
+            extent_px = width * rng.uniform(0.1, 0.4)
         else:
             d = rng.uniform(min(2 * d_bg, d_near), d_near)
             extent_px = width * math.exp(rng.uniform(math.log(0.04), math.log(0.45)))
