@@ -237,7 +237,7 @@ def test_settings_that_cannot_work_are_refused():
 def test_a_held_out_split_when_asked(tmp_path):
     for k in range(5):
         _scene(tmp_path, f"S{k}", seed=k)
-    dm = _dm(tmp_path, evaluate_all=False, val_fraction=0.2, test_fraction=0.2)
+    dm = _dm(tmp_path, evaluate_all=False, val_fraction=0.2, test_fraction=0.2, size=(16, 32))
     dm.setup("fit")
     sizes = [len(dm.train_samples), len(dm.val_samples), len(dm.test_samples)]
     assert sizes == [3, 1, 1]
