@@ -45,21 +45,25 @@ import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from itertools import islice
-from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
 from lightning_depth.data.synth import _to_uint8
+from lightning_depth.data.synth_textures import (
+    colour_transform,
+    photo_is_grey,
+    photo_pyramids,
+    procedural_texture,
+    pyramid,
+    sample_texture,
+)
 from lightning_depth.data.transforms import check_size
 
 __all__ = [
-    "PHOTOS",
     "default_max_disparity",
-    "load_photos",
     "map_scenes",
     "render_things",
     "scene_name",
@@ -67,30 +71,7 @@ __all__ = [
     "things_job",
 ]
 
-#: scikit-image's bundled photographs (in its package data folder, so offline) used as
-#: textures. Not the Middlebury Motorcycle pair it also ships: that is our real test data.
-PHOTOS = (
-    "astronaut.png",
-    "brick.png",
-    "camera.png",
-    "cell.png",
-    "chelsea.png",
-    "coffee.png",
-    "coins.png",
-    "grass.png",
-    "gravel.png",
-    "ihc.png",
-    "moon.png",
-    "page.png",
-    "rocket.jpg",
-    "text.png",
-)
-#: matplotlib (a dependency) ships one photograph too
-MATPLOTLIB_PHOTOS = ("grace_hopper.jpg",)
-
 _EPS = 1e-4
-_PHOTO_SIDE = 512  # photos are downscaled to at most this side (bounded memory per worker)
-_PROCEDURAL_SIDE = 256
 _SHAPES = ("box", "ellipsoid", "cylinder", "bar", "quad")
 _SHAPE_P = (0.3, 0.22, 0.2, 0.18, 0.1)
 
@@ -100,172 +81,6 @@ def default_max_disparity(width: int) -> float:
     resolution (under 192 px), and objects that shift by more than ~40% of the width mostly
     leave the right view."""
     return min(0.4 * width, 191.0)
-
-
-# -- textures ------------------------------------------------------------------------------
-
-
-def _to_rgb_float(image: Image.Image) -> np.ndarray:
-    if max(image.size) > _PHOTO_SIDE:
-        scale = _PHOTO_SIDE / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BOX)
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-
-
-@lru_cache(maxsize=1)
-def load_photos() -> tuple[np.ndarray, ...]:
-    """The texture photographs as float32 ``(h, w, 3)`` in [0, 1] (grey ones with equal
-    channels), read once per process from the packages' data folders (no download).
-
-    Raises:
-        ModuleNotFoundError: scikit-image is not installed (naming the way out).
-        FileNotFoundError: a photograph is missing from its package (naming the folder).
-    """
-    try:
-        import skimage
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(
-            "photo textures need scikit-image, which ships the photographs "
-            "(pip install scikit-image); or generate with photos=False (procedural textures "
-            "only)"
-        ) from e
-    import matplotlib
-
-    folders = [Path(skimage.__file__).parent / "data"] * len(PHOTOS)
-    folders += [Path(matplotlib.get_data_path()) / "sample_data"] * len(MATPLOTLIB_PHOTOS)
-    photos = []
-    for folder, name in zip(folders, PHOTOS + MATPLOTLIB_PHOTOS):
-        path = folder / name
-        if not path.is_file():
-            raise FileNotFoundError(f"texture photograph {name} is not in {folder}")
-        with Image.open(path) as image:
-            photos.append(_to_rgb_float(image))
-    return tuple(photos)
-
-
-def _pyramid(image: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Mip levels of an ``(h, w, 3)`` float32 image: 2x2 box averages down to ~4 px."""
-    levels = [np.ascontiguousarray(image, dtype=np.float32)]
-    while min(levels[-1].shape[:2]) >= 8:
-        a = levels[-1]
-        h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
-        a = a[:h, :w]
-        levels.append(0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]))
-    return tuple(levels)
-
-
-@lru_cache(maxsize=1)
-def _photo_pyramids() -> tuple[tuple[np.ndarray, ...], ...]:
-    return tuple(_pyramid(photo) for photo in load_photos())
-
-
-@lru_cache(maxsize=1)
-def _photo_is_grey() -> tuple[bool, ...]:
-    return tuple(bool((np.ptp(photo, axis=2) == 0).all()) for photo in load_photos())
-
-
-def _mirror(i: np.ndarray, n: int) -> np.ndarray:
-    # mirrored repeat: tiles meet without seams
-    m = np.mod(i, 2 * n)
-    return np.where(m >= n, 2 * n - 1 - m, m)
-
-
-def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Colours (N, 3) of ``image`` (h, w, 3) at texel coordinates (centres at i + 0.5)."""
-    h, w = image.shape[:2]
-    x, y = x - 0.5, y - 0.5
-    x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-    xa, xb = _mirror(x0, w), _mirror(x0 + 1, w)
-    ya, yb = _mirror(y0, h) * w, _mirror(y0 + 1, h) * w
-    flat = image.reshape(-1, 3)
-    top = flat[ya + xa] * (1 - fx) + flat[ya + xb] * fx
-    bottom = flat[yb + xa] * (1 - fx) + flat[yb + xb] * fx
-    return top * (1 - fy) + bottom * fy
-
-
-def _sample(levels: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray, lod: np.ndarray):
-    """Trilinear (mip-mapped) colours (N, 3) at level-0 texel coordinates; ``lod`` is the
-    log2 of the texels one pixel covers."""
-    top = len(levels) - 1
-    lod = np.clip(lod, 0, top)
-    base = np.minimum(np.floor(lod).astype(np.int64), max(top - 1, 0))
-    frac = (lod - base)[:, None].astype(np.float32)
-    out = np.empty((len(x), 3), dtype=np.float32)
-    for level in np.unique(base):
-        sel = np.flatnonzero(base == level)
-        s = 0.5**level
-        fine = _bilinear(levels[level], x[sel] * s, y[sel] * s)
-        if top == 0:
-            out[sel] = fine
-            continue
-        coarse = _bilinear(levels[level + 1], x[sel] * s * 0.5, y[sel] * s * 0.5)
-        out[sel] = fine * (1 - frac[sel]) + coarse * frac[sel]
-    return out
-
-
-def _resized_noise(rng: np.random.Generator, cells: int, side: int) -> np.ndarray:
-    grid = rng.random((cells, cells), dtype=np.float32)
-    return np.asarray(
-        Image.fromarray(grid, mode="F").resize((side, side), Image.Resampling.BICUBIC)
-    )
-
-
-def _value_noise(rng: np.random.Generator, side: int) -> np.ndarray:
-    """Multi-scale value noise (side, side) in about [0, 1]: octaves of upsampled random
-    grids, each half the amplitude of the one before."""
-    octaves = int(rng.integers(3, 6))
-    first = int(rng.integers(2, 6))
-    total = np.zeros((side, side), dtype=np.float32)
-    amplitude, norm = 1.0, 0.0
-    for k in range(octaves):
-        cells = min(first * 2**k, side // 2)
-        total += amplitude * _resized_noise(rng, cells, side)
-        norm += amplitude
-        amplitude *= float(rng.uniform(0.4, 0.7))
-    total /= norm
-    return (total - total.min()) / max(float(np.ptp(total)), 1e-6)
-
-
-def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
-
-
-def _procedural(rng: np.random.Generator, side: int = _PROCEDURAL_SIDE) -> np.ndarray:
-    """One procedural texture (side, side, 3) in [0, 1]: value noise, stripes, checker or
-    camouflage patches, always with a fine noise on top (never a flat colour)."""
-    kind = int(rng.integers(4))
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-    if kind == 0:  # coloured value noise
-        n = _value_noise(rng, side)[..., None]
-        a, b, c = _palette(rng, 3)
-        out = np.where(n < 0.5, a + (b - a) * 2 * n, b + (c - b) * (2 * n - 1))
-    elif kind == 1:  # (warped) stripes
-        angle = rng.uniform(0, np.pi)
-        period = rng.uniform(0.03, 0.25)
-        warp = rng.uniform(0, 0.15) * _value_noise(rng, side)
-        phase = (xx * math.cos(angle) + yy * math.sin(angle) + warp) / period
-        w = 0.5 + 0.5 * np.tanh(rng.uniform(1, 8) * np.sin(2 * np.pi * phase))
-        a, b = _palette(rng, 2)
-        out = a + (b - a) * w[..., None]
-    elif kind == 2:  # checker, rotated
-        angle = rng.uniform(0, np.pi / 2)
-        cell = rng.uniform(0.04, 0.2)
-        u = (xx * math.cos(angle) + yy * math.sin(angle)) / cell
-        v = (-xx * math.sin(angle) + yy * math.cos(angle)) / cell
-        w = (np.floor(u) + np.floor(v)) % 2
-        a, b = _palette(rng, 2)
-        out = a + (b - a) * w[..., None]
-    else:  # camouflage: value noise cut into 3-4 colour patches
-        n = _value_noise(rng, side)
-        colours = _palette(rng, int(rng.integers(3, 5)))
-        cuts = np.sort(rng.uniform(0.2, 0.8, len(colours) - 1))
-        out = colours[np.searchsorted(cuts, n)]
-    grain = _value_noise(rng, side) - 0.5
-    out = out * (1 + rng.uniform(0.1, 0.4) * grain[..., None])
-    return np.clip(out, 0, 1).astype(np.float32)
 
 
 # -- shapes --------------------------------------------------------------------------------
@@ -458,26 +273,6 @@ class _ThingsScene:
     ambient: float
 
 
-def _colour_transform(rng: np.random.Generator, grey: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A random tint: grey textures map black/white to two random colours; colour ones get
-    their channels permuted (sometimes), scaled and desaturated or saturated a little."""
-    if grey:
-        dark, light = _palette(rng, 2)
-        if rng.random() < 0.5:
-            dark = dark * 0.3
-        # out = dark + (light - dark) * grey value; the grey value is any channel
-        m = np.zeros((3, 3), dtype=np.float32)
-        m[:, 0] = light - dark
-        return m, dark
-    m = np.eye(3, dtype=np.float32)
-    if rng.random() < 0.5:
-        m = m[rng.permutation(3)]
-    sat = float(rng.uniform(0.6, 1.3))
-    m = sat * m + (1 - sat) / 3.0
-    m *= rng.uniform(0.75, 1.2, 3).astype(np.float32)[:, None]
-    return m.astype(np.float32), rng.uniform(-0.05, 0.05, 3).astype(np.float32)
-
-
 def _shape(
     rng: np.random.Generator, kind: str, center: np.ndarray, extent: float, unit: float
 ) -> _Shape:
@@ -548,13 +343,13 @@ def _build(
     fb = focal * baseline
     z_min = fb / max_disparity  # no surface nearer: every disparity <= max_disparity
 
-    textures = [_pyramid(_procedural(rng)) for _ in range(int(rng.integers(3, 7)))]
+    textures = [pyramid(procedural_texture(rng)) for _ in range(int(rng.integers(3, 7)))]
     grey = [False] * len(textures)
     if photos:
-        pyramids = _photo_pyramids()
+        pyramids = photo_pyramids()
         textures += list(pyramids)
-        grey += list(_photo_is_grey())
-    n_procedural = len(textures) - (len(_photo_pyramids()) if photos else 0)
+        grey += list(photo_is_grey())
+    n_procedural = len(textures) - (len(photo_pyramids()) if photos else 0)
 
     def material(texture: int, unit: float) -> dict:
         # ``unit``: scene units per pixel at the object's depth. Texture detail is drawn per
@@ -563,7 +358,7 @@ def _build(
         side = max(textures[texture][0].shape[:2])
         texels = math.exp(rng.uniform(math.log(0.3), math.log(4.0))) / unit
         angle = rng.uniform(0, 2 * np.pi)
-        colour, bias = _colour_transform(rng, grey[texture])
+        colour, bias = colour_transform(rng, grey[texture])
         # drawn whatever ``specular`` says, so the scene is the same with and without
         shiny = rng.random() < 0.5
         strength = float(rng.uniform(0.2, 0.8))
@@ -637,7 +432,7 @@ def _build(
 
 def _photo_or_any(rng: np.random.Generator, photos: bool, textures: list) -> int:
     """A background texture: a photograph when there are any, else a procedural one."""
-    n_photos = len(_photo_pyramids()) if photos else 0
+    n_photos = len(photo_pyramids()) if photos else 0
     if n_photos:
         return int(len(textures) - n_photos + rng.integers(n_photos))
     return int(rng.integers(len(textures)))
@@ -695,7 +490,7 @@ def _shade(
     # texels per pixel: the pixel's footprint on the surface (wider when seen obliquely)
     footprint = z * length / scene.focal / np.sqrt(np.maximum(cos, 0.05))
     lod = np.log2(np.maximum(footprint * obj.texels_per_unit, 1e-6))
-    albedo = _sample(scene.textures[obj.texture], uv[:, 0], uv[:, 1], lod)
+    albedo = sample_texture(scene.textures[obj.texture], uv[:, 0], uv[:, 1], lod)
     albedo = np.clip(albedo @ obj.colour.T + obj.bias, 0, 1)
 
     lambert = np.clip(n @ scene.light, 0, 1)
@@ -893,8 +688,8 @@ def things_job(
         raise ValueError(f"max_disparity must be > 0, got {max_disparity}")
     if photos:
         # fail now if scikit-image is missing; forked workers inherit what is loaded here
-        _photo_pyramids()
-        _photo_is_grey()
+        photo_pyramids()
+        photo_is_grey()
     return partial(
         _scene_frames,
         seed=seed,

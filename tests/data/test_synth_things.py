@@ -16,13 +16,12 @@ from lightning_depth.data.monkaa import (
     synthesize_monkaa,
 )
 from lightning_depth.data.synth_command import main as synth_main
+from lightning_depth.data.synth_textures import PHOTOS, load_photos
 from lightning_depth.data.synth_things import (
-    PHOTOS,
     _BoxShape,
     _CylinderShape,
     _EllipsoidShape,
     _QuadShape,
-    load_photos,
     render_things,
     things_frames,
 )
