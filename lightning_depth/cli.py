@@ -1,7 +1,9 @@
 """``lightning_depth`` command line.
 
 ``fit``/``validate``/``test``/``predict`` go through LightningCLI (configs under
-``configs/``); the :data:`TOOLS` (``synth``, ``prepare``, ``export``, ...) are plain commands.
+``configs/``), except ``predict --model FILE.onnx|FILE.pt``, which predicts from an exported
+file (:mod:`lightning_depth.deploy.predict_command`); the :data:`TOOLS` (``synth``,
+``prepare``, ``export``, ...) are plain commands.
 ``lightning_depth``, ``-h`` or ``--help`` lists them all; ``lightning_depth <command> --help``
 shows one command's options.
 
@@ -38,13 +40,18 @@ TOOLS = {
     "check-data": "lightning_depth.config:check_data_main",
 }
 
+#: ``predict --model FILE.onnx|FILE.pt`` (an exported file rather than a model config).
+EXPORTED_PREDICT = "lightning_depth.deploy.predict_command:main"
+EXPORTED_SUFFIXES = (".onnx", ".pt")
+
 #: one line per command for ``lightning_depth --help``; a command missing here is described
 #: by the first sentence of its function's (or else module's) docstring.
 SUMMARIES = {
     "fit": "train (and validate) a model from configs; --ckpt_path last resumes",
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the test split",
-    "predict": "write depth/disparity maps and point clouds for images or stereo pairs",
+    "predict": "write depth/disparity maps and point clouds for images or stereo pairs "
+    "(--model FILE.onnx|.pt: from an exported file)",
     "synth": "write a generated dataset in the real DIODE or Monkaa layout",
     "prepare": "write litdata shards of DIODE or Monkaa (local or s3://), split as in training",
     "export": "export a checkpoint to ONNX or TorchScript and check it against PyTorch",
@@ -90,9 +97,25 @@ def _run(args: list[str], own: bool) -> Optional[int]:
     if args[0] in TOOLS:
         module, function = TOOLS[args[0]].split(":")
         return getattr(importlib.import_module(module), function)(args[1:])
+    if args[0] == "predict" and _predicts_from_exported_file(args[1:]):
+        # predict --model FILE.onnx|.pt: an exported file, no checkpoint and no LightningCLI
+        module, function = EXPORTED_PREDICT.split(":")
+        return getattr(importlib.import_module(module), function)(args[1:])
     # The process's own arguments go to LightningCLI as sys.argv (args=None), as it expects.
     build_cli(None if own else args)
     return None
+
+
+def _predicts_from_exported_file(args: Sequence[str]) -> bool:
+    """Whether ``predict``'s ``--model`` names an exported file (``.onnx``/``.pt``) rather
+    than a LightningCLI model (a class or config)."""
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--model" and i + 1 < len(args) else None
+        if arg.startswith("--model="):
+            value = arg.split("=", 1)[1]
+        if value is not None and Path(value).suffix in EXPORTED_SUFFIXES:
+            return True
+    return False
 
 
 def usage() -> str:

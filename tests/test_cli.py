@@ -325,3 +325,19 @@ def test_ckpt_path_last_rebuilds_the_model_from_the_checkpoint(tmp_path: Path) -
     )
     assert cli.config["validate"]["ckpt_path"] == str(last)
     assert cli.model.net.head_type == "linear" and cli.model.net.depth == 2
+
+
+def test_predict_with_an_exported_file_skips_lightningcli(tmp_path: Path, monkeypatch) -> None:
+    """``predict --model X.onnx|X.pt`` goes to the exported-file predictor (no config, no
+    checkpoint); ``--model`` naming a class or config stays LightningCLI's."""
+    from lightning_depth import cli
+    from lightning_depth.deploy import predict_command
+
+    calls = []
+    monkeypatch.setattr(predict_command, "main", lambda argv: calls.append(list(argv)) or 0)
+    for args in (["--model", "m.onnx", "--inputs", "x"], ["--inputs", "x", "--model=m.pt"]):
+        assert main(["predict", *args]) == 0
+        assert calls[-1] == args
+    assert len(calls) == 2
+    for args in (["--model", "configs/model/mono_414.yaml"], ["--model.init_args.net=x.pt"]):
+        assert not cli._predicts_from_exported_file(args)

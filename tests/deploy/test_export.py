@@ -141,10 +141,18 @@ def test_onnx_stereo_parity_with_spn(tmp_path):
 
 def test_export_cli_stereo_torchscript_stages(checkpoints, tmp_path, capsys):
     out = tmp_path / "s2.pt"
-    main(["export", f"--ckpt_path={checkpoints['stereo']}", "--format=torchscript", "--stages=2",
-          "--height=32", "--width=48", f"--out={out}"])  # fmt: skip
+    main(["export", f"--ckpt_path={checkpoints['stereo']}", "--network", "--format=torchscript",
+          "--stages=2", "--height=32", "--width=48", f"--out={out}"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["max_rel_error"] <= 1e-4 and summary["bytes"] == out.stat().st_size
+    # the bare network's contract describes its float, normalised inputs
+    contract = summary["contract"]
+    assert (contract["graph"], contract["stages"], contract["size_multiple"]) == ("network", 2, 16)
+    assert contract["inputs"][0]["layout"] == "NCHW" and contract["inputs"][0]["dtype"] == "float32"
+    assert contract["inputs"][0]["normalization"]["std"] == [0.229, 0.224, 0.225]
+    assert contract["output"]["unit"] == "disparity of the left view, pixels"
+    # two stages stop before the SPN (whose traced loop is unrolled for one size): any size
+    assert contract["fixed_size"] is None
     from lightning_depth.tasks.stereo import StereoDepthModule
 
     model = StereoDepthModule.load_from_checkpoint(checkpoints["stereo"], map_location="cpu").eval()
@@ -155,14 +163,36 @@ def test_export_cli_stereo_torchscript_stages(checkpoints, tmp_path, capsys):
 
 
 def test_export_cli_errors(checkpoints, tmp_path):
+    mono = f"--ckpt_path={checkpoints['mono']}"
     with pytest.raises(ValueError, match="multiples of 4"):
-        main(["export", f"--ckpt_path={checkpoints['mono']}", "--height=30", "--width=32",
+        main(["export", mono, "--network", "--height=30", "--width=32",
               f"--out={tmp_path / 'x.pt'}", "--format=torchscript"])  # fmt: skip
-    with pytest.raises(ValueError, match="at least 8 pixels per side"):
-        main(["export", f"--ckpt_path={checkpoints['mono']}", "--height=4", "--width=32",
-              f"--out={tmp_path / 'x.onnx'}"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"at least 8x8 pixels .*got 4x32"):
+        main(["export", mono, "--height=4", "--width=32", f"--out={tmp_path / 'x.onnx'}"])
     with pytest.raises(ValueError, match="stages applies to anytime"):
-        main(["export", f"--ckpt_path={checkpoints['mono']}", "--stages=1",
-              f"--out={tmp_path / 'x.pt'}"])  # fmt: skip
+        main(["export", mono, "--network", "--stages=1", f"--out={tmp_path / 'x.pt'}"])
+    with pytest.raises(ValueError, match="no stages to stop at"):
+        main(["export", mono, "--stages=1", f"--out={tmp_path / 'x.pt'}"])
+    with pytest.raises(ValueError, match="resolution applies to the camera graph"):
+        main(["export", mono, "--network", "--resolution=native", f"--out={tmp_path / 'x.pt'}"])
     with pytest.raises(DataError, match="does not exist"):
         main(["export", f"--ckpt_path={tmp_path / 'none.ckpt'}"])
+
+
+def test_export_cli_default_is_the_camera_graph(checkpoints, tmp_path, capsys):
+    """TorchScript camera graph of the mono checkpoint at a size off the network's multiple;
+    ``--resolution native`` pads instead of resizing to the training size."""
+    out = tmp_path / "m.pt"
+    main(["export", f"--ckpt_path={checkpoints['mono']}", "--format=torchscript",
+          "--height=30", "--width=37", f"--out={out}", "--resolution=native"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["graph"] == "camera" and summary["check_size"] == [30, 37]
+    assert summary["max_rel_error"] <= 1e-4 and summary["output"] == "depth"
+    contract = summary["contract"]
+    assert contract["predict_resolution"] == "native" and contract["inputs"][0]["dtype"] == "uint8"
+    image = torch.randint(0, 256, (1, 30, 37, 3), dtype=torch.uint8)
+    task = load_task(checkpoints["mono"])
+    task.set_predict_resolution("native")
+    with torch.no_grad():
+        expected = task.predict_map(image.permute(0, 3, 1, 2).float() / 255)[:, 0]
+    torch.testing.assert_close(run_exported(out, [image]), expected, rtol=1e-5, atol=0)
