@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_depth.models.conv3d import PreActConv3d, conv3d_depth_major
+from lightning_depth.models import native
+from lightning_depth.models.conv3d import PreActConv3d, conv3d_depth_major, depth_taps
 from lightning_depth.models.cost_volume import full_cost_volume, residual_cost_volume
-from lightning_depth.models.spn import spn_left_to_right
+from lightning_depth.models.spn import SPN_BACKENDS, spn_left_to_right
 
 __all__ = [
     "AnyNet",
@@ -68,7 +69,21 @@ class PreActConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv.out_channels == 1 and _frozen(self.bn):
+            # One output channel (the U-Net's stride-2 stem): the C kernel, with the batch norm
+            # and ReLU applied to its input rows (inference on CPU; see models.native).
+            library = native.inference_kernels(x, self.conv.weight)
+            if library is not None:
+                scale, shift = native.batch_norm_affine(self.bn)
+                return native.conv3x3_to_one(
+                    library, x, self.conv.weight, None, self.conv.stride[0], scale, shift
+                )
         return self.conv(F.relu(self.bn(x), inplace=True))
+
+
+def _frozen(bn: nn.Module) -> bool:
+    """Whether a batch norm normalises with its running statistics (eval mode)."""
+    return not bn.training and bn.running_mean is not None
 
 
 class _DownBlock(nn.Module):
@@ -136,7 +151,14 @@ class UNetFeatureExtractor(nn.Module):
         # oneDNN's NCHW kernel for this 3-channel, full-resolution convolution is ~4x slower
         # on CPU than its channels-last one (measured: 41 ms vs 10 ms with the layout change,
         # 2 x 384 x 1248, one thread); the rest of the network stays NCHW.
-        x = self.stem[0](x.contiguous(memory_format=torch.channels_last))
+        stem = self.stem[0]
+        library = native.inference_kernels(x, stem.weight) if stem.out_channels == 1 else None
+        if library is not None:
+            # With one output channel, oneDNN runs at a few GFLOP/s either way; the C kernel
+            # reads the NCHW input directly (inference on CPU; see models.native).
+            x = native.conv3x3_to_one(library, x, stem.weight, stem.bias)
+        else:
+            x = stem(x.contiguous(memory_format=torch.channels_last))
         feats = [self.encoder[0](self.stem[1](x.contiguous()))]
         for block in self.encoder[1:]:
             feats.append(block(feats[-1]))
@@ -177,9 +199,31 @@ class CostFilter3d(nn.Module):
         # The volume arrives in float32 (see AnyNet.forward); a model cast to half precision
         # as a whole (deployment, no autocast) filters it in its own dtype.
         x = cost.reshape(b * d, 1, h, w).to(self.layers[0].conv.weight.dtype)
+        library = None
+        if len(self.layers) > 2 and all(_frozen(layer.bn) for layer in self.layers):
+            library = native.inference_kernels(x, self.layers[1].conv.weight)
+        if library is not None:
+            return self._forward_fused(x, d, library).view(b, d, h, w)
         for layer in self.layers:
             x = layer.forward_depth_major(x, d)
         return x.view(b, d, h, w)
+
+    def _forward_fused(self, x: torch.Tensor, depth: int, library) -> torch.Tensor:
+        """:meth:`forward` (``(B * D, 1, H, W)`` -> ``(B * D, 1, H, W)``) with the depth-tap sum
+        of each layer and the next layer's batch norm and ReLU in one C kernel pass (inference
+        on CPU; see models.native): the PyTorch form's strided adds over channels-last slices
+        and its channels-last batch norm cost more than the convolutions at 1/4 resolution."""
+        layers = self.layers
+        x = layers[0].forward_depth_major(x, depth)
+        x = F.relu(layers[1].bn(x), inplace=True).contiguous(memory_format=torch.channels_last)
+        for i in range(1, len(layers)):
+            taps = depth_taps(x, layers[i].conv.weight)
+            if i + 1 < len(layers):
+                scale, shift = native.batch_norm_affine(layers[i + 1].bn)
+                x = native.tap_sum(library, taps, depth, scale, shift)
+            else:
+                x = native.tap_sum(library, taps, depth)
+        return x
 
 
 def disparity_regression(cost: torch.Tensor, start: int) -> torch.Tensor:
@@ -215,12 +259,20 @@ class SPNRefinement(nn.Module):
 
     Args:
         channels: SPN channels (the original ``spn_init_channels``).
+        backend: the propagation's implementation (``"auto"``, ``"native"``, ``"torch"``, see
+            :func:`~lightning_depth.models.spn.spn_left_to_right`); an attribute, changeable
+            later (``model.spn.backend = "torch"``).
     """
 
-    def __init__(self, channels: int = 8) -> None:
+    def __init__(self, channels: int = 8, backend: str = "auto") -> None:
         super().__init__()
+        if backend not in SPN_BACKENDS:
+            raise ValueError(
+                f"SPNRefinement: backend must be one of {SPN_BACKENDS}, got {backend!r}"
+            )
         c = channels
         self.channels = c
+        self.backend = backend
         self.gate_net = nn.Sequential(
             nn.Conv2d(3, 2 * c, 3, 1, 1, bias=False),
             nn.ReLU(inplace=True),
@@ -243,9 +295,18 @@ class SPNRefinement(nn.Module):
         # half precision. (The 1-channel lift and projection use float32 weights for that.)
         with float32_region(gates):
             g1, g2, g3 = full_precision(gates).split(self.channels, dim=1)
-            norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
             lifted = _conv_float32(self.lift, full_precision(disparity))
-            propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm)
+            project = full_precision(self.project.weight)
+            library = None
+            if self.backend != "torch":
+                library = native.inference_kernels(lifted, g1, project)
+            if library is not None:
+                # Inference on CPU: gate normalisation, propagation and the 1-channel
+                # projection in C (see models.native).
+                propagated = native.spn_forward(library, lifted, g1, g2, g3, normalize=True)
+                return native.conv3x3_to_one(library, propagated, project)
+            norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
+            propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm, self.backend)
             return _conv_float32(self.project, propagated)
 
 

@@ -16,7 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from lightning_depth.models.tracing import capture_mode
 
-__all__ = ["PreActConv3d", "conv3d_depth_major"]
+__all__ = ["PreActConv3d", "conv3d_depth_major", "depth_taps"]
 
 
 class _SumDepthTaps(torch.autograd.Function):
@@ -103,11 +103,25 @@ def conv3d_depth_major(x: torch.Tensor, weight: torch.Tensor, depth: int) -> tor
         # backward) than a convolution with one input channel.
         out = F.conv2d(x.reshape(n // depth, depth, h, w), _banded_weight(weight, depth), padding=1)
         return out.view(n, o, h, w)
-    # (O, C, kd, kh, kw) -> (kd * O, C, kh, kw): output channel block k holds depth tap k.
-    taps = F.conv2d(x, weight.permute(2, 0, 1, 3, 4).reshape(3 * o, c, 3, 3), padding=1)
+    taps = depth_taps(x, weight)
     if capture_mode() is not None:
         return _sum_depth_taps(taps, depth)
     return _SumDepthTaps.apply(taps, depth)
+
+
+def depth_taps(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The 2D convolution of :func:`conv3d_depth_major` before the tap sum.
+
+    Args:
+        x: ``(B * D, C, H, W)`` volume, depth-major.
+        weight: ``(O, C, 3, 3, 3)`` ``nn.Conv3d`` weight.
+
+    Returns:
+        ``(B * D, 3 * O, H, W)``: output channel block ``k`` holds depth tap ``k``.
+    """
+    o, c = weight.shape[:2]
+    # (O, C, kd, kh, kw) -> (kd * O, C, kh, kw)
+    return F.conv2d(x, weight.permute(2, 0, 1, 3, 4).reshape(3 * o, c, 3, 3), padding=1)
 
 
 def _sum_depth_taps(taps: torch.Tensor, depth: int) -> torch.Tensor:

@@ -1,0 +1,531 @@
+"""Small compiled C kernels for AnyNet on CPU: the SPN recurrence and a few inference steps.
+
+What they replace, and why (single-thread CPU time at 384 x 1248, AnyNet defaults):
+
+- the SPN column loop (:mod:`~lightning_depth.models.spn`): three PyTorch kernels per column,
+  ~940 Python-level calls per pass, plus column-major copies; here one call for the forward
+  (masked gates, ``(1 - g1 - g2 - g3) * x`` term, recurrence) and one for the backward (reverse
+  recurrence and the four input gradients), ~10x faster. Training and inference.
+- 3x3 convolutions with one output channel (the U-Net's first two, the SPN's projection):
+  oneDNN vectorises over output channels, so with one it runs at a few GFLOP/s (the 3 -> 1
+  full-resolution stem: 8 ms, plus 2 ms to reorder the input to channels-last). Here a
+  row-by-row loop vectorised over the image width, with the pre-activation (batch norm in eval
+  mode and ReLU) applied to the input rows on the fly. Inference only.
+- the sum of the depth taps of :func:`~lightning_depth.models.conv3d.conv3d_depth_major` and the
+  next layer's batch norm and ReLU, in one pass over the channels-last taps: PyTorch's strided
+  adds over 4-channel slices and its channels-last batch norm took ~2 ms per 3D layer at 1/4
+  resolution. Inference only.
+
+Each kernel performs the operations of the PyTorch form it replaces; where PyTorch (oneDNN)
+sums in an unspecified order, results agree to float rounding (tests compare at 1e-6 relative).
+
+Why plain C through :mod:`ctypes` and not a ``torch.utils.cpp_extension`` module: the kernels
+need nothing from PyTorch but data pointers, and without the PyTorch headers they compile in
+about a second, where a ``load_inline`` extension took ~35 s on a 2-core machine, at the first
+use in every fresh environment (each CI run). ctypes releases the GIL during the call.
+
+Build: at the first use in a process, with the system C compiler (``cc``, ``gcc`` or
+``clang``), into ``<torch extensions dir>/lightning_depth_native/`` (``$TORCH_EXTENSIONS_DIR``,
+else ``~/.cache/torch_extensions``), or a fresh temporary folder if that cannot be written. The
+file name holds a hash of the source, compiler, flags and CPU capability, so a change rebuilds
+and later processes reuse the file. Nothing is written into the source tree. Where no compiler
+works, :func:`native_kernels` says why, and the callers use their PyTorch forms.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from lightning_depth.models.tracing import capture_mode
+
+__all__ = [
+    "NativeKernels",
+    "build_native_kernels",
+    "conv3x3_to_one",
+    "inference_kernels",
+    "native_kernels",
+    "spn_backward",
+    "spn_forward",
+    "supports",
+    "tap_sum",
+]
+
+# Each kernel is a macro instantiated for float and double.
+_SOURCE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+
+/* SPN, left to right. Plane p (a (b, c) pair) is a contiguous H x W block. Same operations in
+   the same order as spn.py's PyTorch form: base = ((1 - a1) - a2) - a3) * x with the masked
+   gates, then + a2 * left, + a1 * upper left, + a3 * lower left. */
+#define SPN_KERNELS(T, S)                                                                    \
+void spn_forward_##S(const T* x, const T* g1, const T* g2, const T* g3, T* out,              \
+                     int64_t planes, int64_t H, int64_t W, int64_t normalize) {              \
+    for (int64_t p = 0; p < planes; ++p) {                                                   \
+        const int64_t o = p * H * W;                                                         \
+        for (int64_t r = 0; r < H; ++r) out[o + r * W] = x[o + r * W];                       \
+        for (int64_t w = 1; w < W; ++w) {                                                    \
+            for (int64_t r = 0; r < H; ++r) {                                                \
+                const int64_t i = o + r * W + w;                                             \
+                T n = (T)1;                                                                  \
+                if (normalize) {                                                             \
+                    /* as SPNRefinement: g / (|g1| + |g2| + |g3| + 1e-8) */                  \
+                    const T m1 = g1[i] < 0 ? -g1[i] : g1[i];                                 \
+                    const T m2 = g2[i] < 0 ? -g2[i] : g2[i];                                 \
+                    const T m3 = g3[i] < 0 ? -g3[i] : g3[i];                                 \
+                    n = m1 + m2 + m3 + (T)1e-8;                                              \
+                }                                                                            \
+                const T a1 = r > 0 ? (normalize ? g1[i] / n : g1[i]) : (T)0;                 \
+                const T a2 = normalize ? g2[i] / n : g2[i];                                  \
+                const T a3 = r < H - 1 ? (normalize ? g3[i] / n : g3[i]) : (T)0;             \
+                T v = (((T)1 - a1) - a2 - a3) * x[i];                                        \
+                v = v + a2 * out[i - 1];                                                     \
+                if (r > 0) v = v + a1 * out[i - W - 1];                                      \
+                if (r < H - 1) v = v + a3 * out[i + W - 1];                                  \
+                out[i] = v;                                                                  \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+void spn_backward_##S(const T* x, const T* g1, const T* g2, const T* g3, const T* h,          \
+                      const T* grad, T* dh, T* gx, T* gg1, T* gg2, T* gg3,                   \
+                      int64_t planes, int64_t H, int64_t W) {                                \
+    for (int64_t p = 0; p < planes; ++p) {                                                   \
+        const int64_t o = p * H * W;                                                         \
+        /* dh[w] = grad[w] + the gates of column w + 1 times dh[w + 1] (right to left). */   \
+        for (int64_t r = 0; r < H; ++r) dh[o + r * W + W - 1] = grad[o + r * W + W - 1];     \
+        for (int64_t w = W - 2; w >= 0; --w) {                                               \
+            for (int64_t r = 0; r < H; ++r) {                                                \
+                const int64_t i = o + r * W + w;                                             \
+                T v = grad[i];                                                               \
+                v = v + g2[i + 1] * dh[i + 1];                                               \
+                if (r < H - 1) v = v + g1[i + W + 1] * dh[i + W + 1];                        \
+                if (r > 0) v = v + g3[i - W + 1] * dh[i - W + 1];                            \
+                dh[i] = v;                                                                   \
+            }                                                                                \
+        }                                                                                    \
+        /* d out / d x = 1 - a1 - a2 - a3; d out / d g = neighbour - x (0 where masked). */  \
+        for (int64_t r = 0; r < H; ++r) {                                                    \
+            for (int64_t w = 0; w < W; ++w) {                                                \
+                const int64_t i = o + r * W + w;                                             \
+                const T d = dh[i];                                                           \
+                if (w == 0) {                                                                \
+                    gx[i] = d;                                                               \
+                    gg1[i] = 0; gg2[i] = 0; gg3[i] = 0;                                      \
+                    continue;                                                                \
+                }                                                                            \
+                const T a1 = r > 0 ? g1[i] : (T)0;                                           \
+                const T a3 = r < H - 1 ? g3[i] : (T)0;                                       \
+                gx[i] = (((T)1 - a1) - g2[i] - a3) * d;                                      \
+                gg1[i] = r > 0 ? (-x[i] + h[i - W - 1]) * d : (T)0;                          \
+                gg2[i] = (h[i - 1] + -x[i]) * d;                                             \
+                gg3[i] = r < H - 1 ? (-x[i] + h[i + W - 1]) * d : (T)0;                      \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+/* 3x3 convolution, zero padding 1, stride s, C input channels, one output channel:
+   out[n, y, x] = sum_{ky, c, kx} weight[c, ky, kx] * a(in[n, c, s y + ky - 1, s x + kx - 1])
+                  (+ bias), with a(v) = max(v * scale[c] + shift[c], 0) if scale is given (the
+   pre-activation: eval batch norm, ReLU), else v. Each input row is activated once into a
+   zero-padded buffer and added to the (up to 3) output rows it reaches, one vectorisable pass
+   over the output row each; the output rows are the accumulators. */
+#define CONV_KERNEL(T, S)                                                                    \
+int conv3x3_to_one_##S(const T* in, const T* weight, const T* bias, const T* scale,          \
+                       const T* shift, T* out, int64_t N, int64_t C, int64_t H, int64_t W,   \
+                       int64_t s, int64_t Ho, int64_t Wo) {                                  \
+    T* buf = (T*)malloc(sizeof(T) * (size_t)(W + 2 + s));                                    \
+    if (!buf) return 1;                                                                      \
+    for (int64_t i = 0; i < W + 2 + s; ++i) buf[i] = 0;                                      \
+    for (int64_t n = 0; n < N; ++n) {                                                        \
+        T* o = out + n * Ho * Wo;                                                            \
+        for (int64_t i = 0; i < Ho * Wo; ++i) o[i] = 0;                                      \
+        for (int64_t yi = 0; yi < H; ++yi) {                                                 \
+            for (int64_t c = 0; c < C; ++c) {                                                \
+                const T* row = in + ((n * C + c) * H + yi) * W;                              \
+                if (scale) {                                                                 \
+                    const T a = scale[c], b = shift[c];                                      \
+                    for (int64_t x = 0; x < W; ++x) {                                        \
+                        const T v = row[x] * a + b;                                          \
+                        buf[x + 1] = v < 0 ? (T)0 : v;                                       \
+                    }                                                                        \
+                } else {                                                                     \
+                    for (int64_t x = 0; x < W; ++x) buf[x + 1] = row[x];                     \
+                }                                                                            \
+                for (int64_t ky = 0; ky < 3; ++ky) {                                         \
+                    const int64_t num = yi + 1 - ky;                                         \
+                    if (num < 0 || num % s) continue;                                        \
+                    const int64_t yo = num / s;                                              \
+                    if (yo >= Ho) continue;                                                  \
+                    const T* k = weight + (c * 3 + ky) * 3;                                  \
+                    const T k0 = k[0], k1 = k[1], k2 = k[2];                                 \
+                    T* restrict acc = o + yo * Wo;                                           \
+                    const T* restrict bb = buf;                                              \
+                    if (s == 1) {                                                            \
+                        for (int64_t x = 0; x < Wo; ++x)                                     \
+                            acc[x] = acc[x] + k0 * bb[x] + k1 * bb[x + 1] + k2 * bb[x + 2];  \
+                    } else {                                                                 \
+                        for (int64_t x = 0; x < Wo; ++x) {                                   \
+                            const T* b3 = bb + s * x;                                        \
+                            acc[x] = acc[x] + k0 * b3[0] + k1 * b3[1] + k2 * b3[2];          \
+                        }                                                                    \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        if (bias) {                                                                          \
+            const T b0 = bias[0];                                                            \
+            for (int64_t i = 0; i < Ho * Wo; ++i) o[i] = o[i] + b0;                          \
+        }                                                                                    \
+    }                                                                                        \
+    free(buf);                                                                               \
+    return 0;                                                                                \
+}
+
+/* The depth-tap sum of conv3d_depth_major on channels-last taps: taps[b, d, p, k * O + o]
+   (pixel p, tap k), out[b, d, p, o] = taps[d, tap 1] + taps[d - 1, tap 0] + taps[d + 1, tap 2]
+   in that order (as _SumDepthTaps), then optionally max(v * scale[o] + shift[o], 0). */
+#define TAP_KERNEL(T, S)                                                                     \
+void tap_sum_##S(const T* taps, T* restrict out, const T* scale, const T* shift,             \
+                 int64_t B, int64_t D, int64_t P, int64_t O) {                               \
+    const int64_t O3 = 3 * O;                                                                \
+    for (int64_t b = 0; b < B; ++b) {                                                        \
+        for (int64_t d = 0; d < D; ++d) {                                                    \
+            const T* t = taps + (b * D + d) * P * O3;                                        \
+            const T* up = d > 0 ? t - P * O3 : 0;                                            \
+            const T* dn = d < D - 1 ? t + P * O3 : 0;                                        \
+            T* o = out + (b * D + d) * P * O;                                                \
+            for (int64_t p = 0; p < P; ++p) {                                                \
+                for (int64_t c = 0; c < O; ++c) {                                            \
+                    T v = t[p * O3 + O + c];                                                 \
+                    if (up) v = v + up[p * O3 + c];                                          \
+                    if (dn) v = v + dn[p * O3 + 2 * O + c];                                  \
+                    if (scale) {                                                             \
+                        v = v * scale[c] + shift[c];                                         \
+                        v = v < 0 ? (T)0 : v;                                                \
+                    }                                                                        \
+                    o[p * O + c] = v;                                                        \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+SPN_KERNELS(float, f32)
+SPN_KERNELS(double, f64)
+CONV_KERNEL(float, f32)
+CONV_KERNEL(double, f64)
+TAP_KERNEL(float, f32)
+TAP_KERNEL(double, f64)
+"""
+
+# -ffp-contract=off: no fused multiply-adds, so each step rounds like the separate multiply
+# and add it is written as (and like PyTorch's kernels on x86). AVX2 where the CPU has it
+# (the capability is part of the cache key, so a shared cache never serves the wrong CPU).
+_FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off")
+_COMPILERS = ("cc", "gcc", "clang")
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_SIGNATURES = {  # number of pointer arguments, then of int64 arguments
+    "spn_forward": (5, 4),
+    "spn_backward": (11, 3),
+    "conv3x3_to_one": (6, 7),
+    "tap_sum": (4, 4),
+}
+
+
+@dataclass(frozen=True)
+class NativeKernels:
+    """The compiled kernels, or why there are none.
+
+    Attributes:
+        library: the loaded shared library, ``None`` where unavailable.
+        reason: why it is unavailable (what was tried and where), ``""`` when available.
+        path: the shared library's file, if built.
+    """
+
+    library: Optional[ctypes.CDLL]
+    reason: str = ""
+    path: Optional[Path] = None
+
+    @property
+    def available(self) -> bool:
+        return self.library is not None
+
+
+def _default_cache_dir() -> Path:
+    from torch.utils.cpp_extension import get_default_build_root
+
+    # The folder PyTorch's own JIT extensions use (TORCH_EXTENSIONS_DIR overrides it there too).
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    return Path(root) / "lightning_depth_native"
+
+
+def _find_compiler(candidates: Sequence[str]) -> Optional[str]:
+    for name in candidates:
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    return None
+
+
+def _flags() -> tuple[str, ...]:
+    capability = torch.backends.cpu.get_cpu_capability()
+    return _FLAGS + (("-mavx2",) if capability in ("AVX2", "AVX512") else ())
+
+
+def _build(compiler: str, flags: Sequence[str], cache_dir: Path) -> Path:
+    """Compile ``_SOURCE`` into ``cache_dir`` (if not there yet) and return the library path."""
+    key = hashlib.sha256("\0".join((_SOURCE, compiler, *flags)).encode()).hexdigest()[:16]
+    target = cache_dir / f"kernels_{key}.so"
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Build in a private folder, then rename: concurrent first uses (test workers, DDP
+    # processes) never load a half-written file.
+    with tempfile.TemporaryDirectory(dir=cache_dir) as work:
+        source = Path(work) / "kernels.c"
+        source.write_text(_SOURCE)
+        built = Path(work) / "kernels.so"
+        result = subprocess.run(
+            [compiler, *flags, str(source), "-o", str(built)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{compiler} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}"
+            )
+        os.replace(built, target)
+    return target
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    library = ctypes.CDLL(str(path))
+    for name, (pointers, sizes) in _SIGNATURES.items():
+        for suffix in _SUFFIX.values():
+            function = getattr(library, f"{name}_{suffix}")
+            function.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
+            function.restype = ctypes.c_int if name == "conv3x3_to_one" else None
+    return library
+
+
+def build_native_kernels(
+    compilers: Sequence[str] = _COMPILERS, cache_dir: Optional[Path] = None
+) -> NativeKernels:
+    """Build (or reuse from the cache) and load the C kernels.
+
+    Args:
+        compilers: C compiler names or paths; the first one found is used.
+        cache_dir: where the shared library goes; default: see the module docstring.
+
+    Returns:
+        :class:`NativeKernels`, unavailable with the reason if no compiler was found, the build
+        failed or the library did not load. Never raises for those.
+    """
+    compiler = _find_compiler(compilers)
+    if compiler is None:
+        return NativeKernels(
+            None, f"no C compiler found on PATH (looked for {', '.join(compilers)})"
+        )
+    flags = _flags()
+    errors = []
+    folder = cache_dir if cache_dir is not None else _default_cache_dir()
+    for attempt in range(2 if cache_dir is None else 1):
+        try:
+            if attempt == 1:  # the cache folder could not be used: a fresh temporary one
+                folder = Path(tempfile.mkdtemp(prefix="lightning_depth_native_"))
+            path = _build(compiler, flags, folder)
+            return NativeKernels(_load(path), "", path)
+        except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:
+            errors.append(f"in {folder}: {err}")
+    return NativeKernels(None, "building the C kernels failed: " + "; ".join(errors))
+
+
+@functools.lru_cache(maxsize=1)
+def native_kernels() -> NativeKernels:
+    """:func:`build_native_kernels` with the defaults, once per process."""
+    return build_native_kernels()
+
+
+def supports(*tensors: torch.Tensor) -> bool:
+    """Whether the C kernels take these tensors: CPU, one dtype, float32 or float64."""
+    first = tensors[0]
+    return (
+        first.device.type == "cpu"
+        and first.dtype in _SUFFIX
+        and all(t.device == first.device and t.dtype == first.dtype for t in tensors)
+    )
+
+
+def _is_compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return is_compiling is not None and is_compiling()
+
+
+def _autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")  # torch >= 2.4
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
+
+
+def inference_kernels(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
+    """The library if the inference-only kernels apply to these tensors, else ``None``.
+
+    They apply in eager mode (no export, tracing or ``torch.compile``, whose graphs keep the
+    PyTorch forms), without CPU autocast (whose dtype choices they would not follow), when no
+    gradient is needed (``torch.no_grad``/``inference_mode``, or no input requires one), to CPU
+    float32/float64 tensors of one dtype (:func:`supports`), where the kernels could be built.
+    """
+    if capture_mode() is not None or _is_compiling() or not supports(*tensors):
+        return None
+    if _autocast_enabled():
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return None
+    return native_kernels().library
+
+
+def _pointer(t: Optional[torch.Tensor]) -> Optional[ctypes.c_void_p]:
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def spn_forward(
+    library: ctypes.CDLL,
+    x: torch.Tensor,
+    g1: torch.Tensor,
+    g2: torch.Tensor,
+    g3: torch.Tensor,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """SPN forward recurrence (see :mod:`~lightning_depth.models.spn`): ``(B, C, H, W)``
+    inputs (see :func:`supports`) -> ``(B, C, H, W)``.
+
+    With ``normalize``, the gates are first divided by ``|g1| + |g2| + |g3| + 1e-8``
+    (as :class:`~lightning_depth.models.anynet.SPNRefinement` does), in the same pass.
+    """
+    x, g1, g2, g3 = (t.detach().contiguous() for t in (x, g1, g2, g3))
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    b, c, h, w = x.shape
+    if out.numel():
+        kernel = getattr(library, f"spn_forward_{_SUFFIX[x.dtype]}")
+        kernel(*(_pointer(t) for t in (x, g1, g2, g3, out)), b * c, h, w, int(normalize))
+    return out
+
+
+def spn_backward(
+    library: ctypes.CDLL,
+    x: torch.Tensor,
+    g1: torch.Tensor,
+    g2: torch.Tensor,
+    g3: torch.Tensor,
+    out: torch.Tensor,
+    grad_out: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SPN gradients ``(x, g1, g2, g3)``, each ``(B, C, H, W)``, from the forward's inputs,
+    its output ``out`` and the output gradient."""
+    tensors = [t.detach().contiguous() for t in (x, g1, g2, g3, out, grad_out.to(x.dtype))]
+    grads = [torch.empty_like(tensors[0], memory_format=torch.contiguous_format) for _ in range(5)]
+    b, c, h, w = x.shape
+    if x.numel():
+        kernel = getattr(library, f"spn_backward_{_SUFFIX[x.dtype]}")
+        kernel(*(_pointer(t) for t in tensors + grads), b * c, h, w)
+    return grads[1], grads[2], grads[3], grads[4]
+
+
+def batch_norm_affine(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, ...]:
+    """Eval batch norm as ``x * scale + shift``, per channel, computed as PyTorch's CPU kernel
+    does (``scale = weight / sqrt(var + eps)``, ``shift = bias - mean * scale``)."""
+    invstd = 1 / torch.sqrt(bn.running_var + bn.eps)
+    scale = invstd * bn.weight if bn.weight is not None else invstd
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = bn.bias - bn.running_mean * scale
+    return scale.detach(), shift.detach()
+
+
+def conv3x3_to_one(
+    library: ctypes.CDLL,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: int = 1,
+    scale: Optional[torch.Tensor] = None,
+    shift: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``F.conv2d(act(x), weight, bias, stride, padding=1)`` for a ``(1, C, 3, 3)`` weight,
+    with ``act(x) = relu(x * scale + shift)`` per channel if ``scale``/``shift`` are given
+    (a pre-activation: eval batch norm, ReLU; see :func:`batch_norm_affine`), else ``x``.
+
+    Args:
+        library: from :func:`inference_kernels`.
+        x: ``(N, C, H, W)``.
+        weight: ``(1, C, 3, 3)``.
+        bias: ``(1,)`` or ``None``.
+        stride: convolution stride.
+        scale, shift: ``(C,)`` each, or ``None``.
+
+    Returns:
+        ``(N, 1, Ho, Wo)`` with ``Ho = (H - 1) // stride + 1`` (likewise ``Wo``).
+    """
+    n, c, h, w = x.shape
+    if weight.shape != (1, c, 3, 3):
+        raise ValueError(
+            f"conv3x3_to_one: weight must be (1, C, 3, 3) = (1, {c}, 3, 3), got "
+            f"{tuple(weight.shape)}"
+        )
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    out = x.new_empty((n, 1, ho, wo))
+    args = [x, weight, bias, scale, shift]
+    x, weight, bias, scale, shift = (None if t is None else t.detach().contiguous() for t in args)
+    kernel = getattr(library, f"conv3x3_to_one_{_SUFFIX[x.dtype]}")
+    pointers = (_pointer(t) for t in (x, weight, bias, scale, shift, out))
+    if out.numel() and kernel(*pointers, n, c, h, w, stride, ho, wo) != 0:
+        raise MemoryError(f"conv3x3_to_one: no memory for a row buffer of {w} values")
+    return out
+
+
+def tap_sum(
+    library: ctypes.CDLL,
+    taps: torch.Tensor,
+    depth: int,
+    scale: Optional[torch.Tensor] = None,
+    shift: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The depth-tap sum of :func:`~lightning_depth.models.conv3d.conv3d_depth_major`,
+    optionally followed by ``relu(v * scale + shift)`` per channel (the next layer's eval batch
+    norm and ReLU).
+
+    Args:
+        library: from :func:`inference_kernels`.
+        taps: ``(B * D, 3 * O, H, W)``, output channel block ``k`` holding depth tap ``k``.
+        depth: ``D``.
+        scale, shift: ``(O,)`` each, or ``None``.
+
+    Returns:
+        ``(B * D, O, H, W)``, channels-last.
+    """
+    n, c3, h, w = taps.shape
+    taps = taps.contiguous(memory_format=torch.channels_last)
+    out = torch.empty(
+        (n, c3 // 3, h, w), dtype=taps.dtype, device=taps.device, memory_format=torch.channels_last
+    )
+    if out.numel():
+        scale, shift = (None if t is None else t.detach().contiguous() for t in (scale, shift))
+        kernel = getattr(library, f"tap_sum_{_SUFFIX[taps.dtype]}")
+        kernel(*(_pointer(t) for t in (taps, out, scale, shift)), n // depth, depth, h * w, c3 // 3)
+    return out
