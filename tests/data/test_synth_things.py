@@ -4,11 +4,14 @@ determinism over workers, the Monkaa layout and DataModule."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from lightning_depth.cli import main as cli_main
+from lightning_depth.config import build_cli
 from lightning_depth.data.monkaa import (
     MonkaaDataModule,
     list_monkaa_samples,
@@ -22,6 +25,7 @@ from lightning_depth.data.synth_things import (
     _CylinderShape,
     _EllipsoidShape,
     _QuadShape,
+    default_max_disparity,
     render_things,
     things_frames,
 )
@@ -294,3 +298,48 @@ def test_bad_arguments_name_the_setting(tmp_path):
     with pytest.raises(ValueError, match="workers"):
         things_frames(1, 1, SIZE, workers=0)
     assert not any(tmp_path.iterdir())  # nothing written by a refused request
+
+
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "anynet_spn8.yaml"
+
+
+def test_pretrain_recipe_builds_on_things_data_with_augmentation(tmp_path):
+    cli = build_cli(
+        [
+            "--config",
+            str(RECIPE),
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        run=False,
+    )
+    dm = cli.datamodule
+    assert dm.synth_style == "things" and dm.augment is not None
+    assert dm.size == (256, 512) and dm.synth_size == (320, 640)  # crops of larger renders
+    assert dm.generated().name == "monkaa_things_1000x1_320x640_seed0"
+    # every generated disparity is below the loss's maxdisp, so none is masked out
+    assert default_max_disparity(dm.synth_size[1]) < cli.model.maxdisp
+    assert cli.trainer.max_epochs == 16
+
+
+@pytest.mark.slow
+def test_pretrain_recipe_trains_a_step_on_tiny_data(tmp_path):
+    code = cli_main(
+        [
+            "fit",
+            "--config",
+            str(RECIPE),
+            f"--trainer.default_root_dir={tmp_path}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            f"--data.init_args.synth_dir={tmp_path / 'data'}",
+            "--data.init_args.synth_scenes=3",
+            "--data.init_args.synth_size=[64, 128]",
+            "--data.init_args.size=[32, 64]",
+            "--data.init_args.batch_size=2",
+            "--data.init_args.val_fraction=0.34",
+            "--trainer.max_steps=2",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    assert code in (0, None)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
