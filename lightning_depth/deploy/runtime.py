@@ -192,6 +192,12 @@ class DeployedModel:
         return str(self._output["unit"])
 
     @property
+    def session(self) -> Any:
+        """The onnxruntime ``InferenceSession`` of an ONNX file (``None`` for TorchScript):
+        ``session.run`` skips the checks (e.g. to time them)."""
+        return self._session
+
+    @property
     def graph(self) -> str:
         """``"camera"`` (uint8 images in, metric map out) or ``"network"`` (bare network)."""
         return str(self.metadata.get("graph", "network"))
