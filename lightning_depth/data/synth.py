@@ -27,6 +27,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from lightning_depth.data.synth_textures import (
+    colour_transform,
+    photo_is_grey,
+    photo_pyramids,
+    sample_texture,
+)
+
 SCENE_KINDS = ("indoors", "outdoor")
 
 _EPS = 1e-4
@@ -116,6 +123,29 @@ class _Box:
 
 
 @dataclass
+class _Photo:
+    """A photograph mapped onto a surface in world units: planar along the axis nearest the
+    surface normal (walls and floors get their own plane; objects a cube map)."""
+
+    levels: tuple  # mip levels (h, w, 3) float32
+    texels_per_metre: float
+    offset: np.ndarray  # (3,) texels
+    colour: np.ndarray  # (3, 3)
+    bias: np.ndarray  # (3,)
+
+    def texture(self, p: np.ndarray, n: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+        """Colour (N, 3) at world points ``p`` (N, 3) with normals ``n`` (N, 3), each pixel
+        covering ``footprint`` (N,) metres of the surface."""
+        axis = np.abs(n).argmax(axis=1)
+        q = p * np.float32(self.texels_per_metre) + self.offset
+        u = np.where(axis == 0, q[:, 2], q[:, 0])
+        v = np.where(axis == 1, q[:, 2], q[:, 1])
+        lod = np.log2(np.maximum(footprint * self.texels_per_metre, 1e-6))
+        colour = sample_texture(self.levels, u, v, lod) @ self.colour.T + self.bias
+        return np.clip(colour, 0, 1).astype(np.float32)
+
+
+@dataclass
 class _Material:
     kind: str
     color_a: np.ndarray
@@ -124,9 +154,15 @@ class _Material:
     offset: np.ndarray
     waves: np.ndarray  # (3, 3) wave vectors of the smooth "waves" pattern and the grain
     phases: np.ndarray  # (3,)
+    photo: Optional[_Photo] = None  # replaces the pattern when set (``photos=True``)
 
-    def texture(self, p: np.ndarray) -> np.ndarray:
-        """Colour (N, 3) in [0, 1] at world points ``p`` (N, 3)."""
+    def texture(
+        self, p: np.ndarray, n: Optional[np.ndarray] = None, footprint: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        """Colour (N, 3) in [0, 1] at world points ``p`` (N, 3); a photo material also needs
+        the normals ``n`` (N, 3) and the pixels' ``footprint`` (N,) in metres."""
+        if self.photo is not None:
+            return self.photo.texture(p, n, footprint)
         q = (p + self.offset) / self.scale
         if self.kind == "checker":
             w = (np.floor(q).sum(axis=1) % 2).astype(np.float32)
@@ -294,10 +330,25 @@ def _build_scene(rng: np.random.Generator, kind: Optional[str]) -> _Scene:
     )
 
 
+def _add_photos(rng: np.random.Generator, scene: _Scene) -> None:
+    """Give about 70% of the scene's materials a tinted photograph, world-sized: a photo
+    spans 1-4 m on the room or street (the first rectangles), 0.3-1.5 m on objects."""
+    pyramids, grey = photo_pyramids(), photo_is_grey()
+    for prim, material in zip(scene.prims, scene.materials):
+        index = int(rng.integers(len(pyramids)))
+        span = rng.uniform(1.0, 4.0) if isinstance(prim, _Rect) else rng.uniform(0.3, 1.5)
+        side = max(pyramids[index][0].shape[:2])
+        colour, bias = colour_transform(rng, grey[index])
+        offset = rng.uniform(0, 4 * side, 3).astype(np.float32)
+        if rng.random() < 0.7:
+            material.photo = _Photo(pyramids[index], side / span, offset, colour, bias)
+
+
 def _render_view(
-    scene: _Scene, origin: np.ndarray, dirs: np.ndarray
+    scene: _Scene, origin: np.ndarray, dirs: np.ndarray, focal: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (N, 3) in [0, 1] and z-depth (N,) (0 where no hit) for world rays ``dirs``."""
+    """Colour (N, 3) in [0, 1] and z-depth (N,) (0 where no hit) for world rays ``dirs``
+    (camera rays ``(x, y, 1)`` rotated; ``focal`` in px sizes the pixels for photo textures)."""
     dd = (dirs * dirs).sum(axis=1)
     depth = np.full(len(dirs), np.inf, dtype=np.float32)
     index = np.full(len(dirs), -1, dtype=np.int64)
@@ -319,18 +370,26 @@ def _render_view(
         n = prim.normal(p)
         # Surfaces are two-sided: face the normal towards the camera.
         n *= np.where((n * d).sum(axis=1) > 0, -1.0, 1.0).astype(np.float32)[:, None]
+        if material.photo is not None:
+            # the surface width one pixel covers (wider when seen obliquely)
+            length = np.linalg.norm(d, axis=1)
+            cos = np.abs((n * d).sum(axis=1)) / length
+            footprint = z * length / np.float32(focal) / np.sqrt(np.maximum(cos, 0.05))
+            albedo = material.texture(p, n, footprint)
+        else:
+            albedo = material.texture(p)
         if scene.kind == "indoors":
             to_light = scene.light - p
             dist = np.linalg.norm(to_light, axis=1)
             lambert = np.clip((n * to_light).sum(axis=1) / dist, 0, 1) / (1 + (dist / 5.0) ** 2)
             shade = scene.ambient + (1 - scene.ambient) * 1.6 * lambert
-            c = material.texture(p) * shade[:, None]
+            c = albedo * shade[:, None]
             c *= np.exp(-z / scene.fog)[:, None]
         else:
             lambert = np.clip(n @ -scene.light, 0, 1)
             shade = scene.ambient + (1 - scene.ambient) * lambert
             haze = (1 - np.exp(-z / scene.fog))[:, None]
-            c = material.texture(p) * shade[:, None] * (1 - haze) + scene.sky_horizon * haze
+            c = albedo * shade[:, None] * (1 - haze) + scene.sky_horizon * haze
         color[sel] = c
     depth[index < 0] = 0
     return color, depth
@@ -358,6 +417,7 @@ def render_scene(
     baseline: float = 0.0,
     focal: Optional[float] = None,
     kind: Optional[str] = None,
+    photos: bool = False,
 ) -> dict[str, np.ndarray]:
     """Ray-cast a random scene from a pinhole camera (and a second, rectified one).
 
@@ -373,6 +433,10 @@ def render_scene(
         focal: focal length in pixels; default from a random horizontal field of view of
             55-75 degrees.
         kind: ``"indoors"`` (0.5-11 m), ``"outdoor"`` (up to ~60 m, with sky) or None (random).
+        photos: map photographs (:mod:`~lightning_depth.data.synth_textures`; needs
+            scikit-image) onto about 70% of the surfaces instead of the procedural patterns,
+            with a random tint, world-sized (so they shrink with distance). The scene's
+            geometry is the same as without; its dropout holes differ.
 
     Returns:
         dict with ``image`` uint8 (H, W, 3); ``depth`` float32 (H, W) z-depth in metres, 0
@@ -387,6 +451,8 @@ def render_scene(
     if baseline < 0:
         raise ValueError(f"baseline must be >= 0, got {baseline}")
     scene = _build_scene(rng, kind)
+    if photos:
+        _add_photos(rng, scene)
     if focal is None:
         focal = 0.5 * width / math.tan(scene.hfov / 2)
     if focal <= 0:
@@ -397,7 +463,7 @@ def render_scene(
     ).reshape(-1, 3)
     dirs = cam @ scene.rot.T
     origin = np.zeros(3, dtype=np.float32)
-    color, depth = _render_view(scene, origin, dirs)
+    color, depth = _render_view(scene, origin, dirs, focal)
     depth = depth.reshape(height, width)
     out: dict = {
         "image": _to_uint8(color, height, width),
@@ -408,7 +474,7 @@ def render_scene(
     }
     if baseline > 0:
         right_origin = scene.rot @ np.array([baseline, 0, 0], dtype=np.float32)
-        right_color, right_depth = _render_view(scene, right_origin, dirs)
+        right_color, right_depth = _render_view(scene, right_origin, dirs, focal)
         right_depth = right_depth.reshape(height, width)
         fb = np.float32(focal * baseline)
         with np.errstate(divide="ignore"):

@@ -11,7 +11,10 @@ import numpy as np
 from lightning_depth.data.synth import SCENE_KINDS, render_scene
 from lightning_depth.data.transforms import check_size
 
-__all__ = ["diode_samples"]
+__all__ = ["STYLES", "diode_samples"]
+
+#: the generated mono styles: procedural patterns, or photographs on most surfaces
+STYLES = ("procedural", "photo")
 
 
 def diode_samples(
@@ -21,6 +24,7 @@ def diode_samples(
     scene_types: Sequence[str] = SCENE_KINDS,
     scenes_per_type: int = 2,
     scans_per_scene: int = 2,
+    style: str = "procedural",
 ) -> Iterator[dict]:
     """``n`` rendered samples, one at a time (arguments are checked at once).
 
@@ -35,6 +39,9 @@ def diode_samples(
         scene_types: subset of ``("indoors", "outdoor")``.
         scenes_per_type: scene folders per type.
         scans_per_scene: scan folders per scene.
+        style: ``"procedural"`` (patterns) or ``"photo"``: the photographs of
+            :mod:`~lightning_depth.data.synth_textures` on about 70% of the surfaces, the
+            monocular counterpart of the stereo ``"things"`` style (needs scikit-image).
 
     Yields:
         dicts with ``scene_type`` str, ``scene``, ``scan``, ``view`` int (the sample's number
@@ -50,7 +57,18 @@ def diode_samples(
         )
     if scenes_per_type < 1 or scans_per_scene < 1:
         raise ValueError("scenes_per_type and scans_per_scene must be >= 1")
-    return _samples(n, height, width, seed, tuple(scene_types), scenes_per_type, scans_per_scene)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    return _samples(
+        n,
+        height,
+        width,
+        seed,
+        tuple(scene_types),
+        scenes_per_type,
+        scans_per_scene,
+        style == "photo",
+    )
 
 
 def _samples(
@@ -61,6 +79,7 @@ def _samples(
     scene_types: tuple[str, ...],
     scenes_per_type: int,
     scans_per_scene: int,
+    photos: bool,
 ) -> Iterator[dict]:
     # slots[t] lists the (scene, scan) folders of type t; numbers are unique across types.
     slots: list[list[tuple[int, int]]] = []
@@ -78,7 +97,7 @@ def _samples(
         t, j = i % len(scene_types), i // len(scene_types)
         scene, scan = slots[t][j % per_type]
         rendered = render_scene(
-            np.random.default_rng([seed, i]), width, height, kind=scene_types[t]
+            np.random.default_rng([seed, i]), width, height, kind=scene_types[t], photos=photos
         )
         yield {
             "scene_type": scene_types[t],

@@ -8,6 +8,7 @@ from PIL import Image
 
 from lightning_depth.data.diode import synthesize_diode
 from lightning_depth.data.synth import render_scene
+from lightning_depth.data.synth_diode import diode_samples
 
 
 def _render(seed: int, **kwargs) -> dict:
@@ -180,3 +181,31 @@ def test_synth_overwrite_deletes_nothing_it_did_not_write(tmp_path, capsys):
     assert main(["monkaa", "--out", str(out), "--scenes", "1", "--frames", "2", "--overwrite"]) == 1
     assert "deletes nothing else" in capsys.readouterr().err
     assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_photo_style_keeps_the_geometry_and_maps_photographs():
+    for seed, kind in ((0, "indoors"), (1, "outdoor")):
+        plain = render_scene(np.random.default_rng(seed), 96, 64, baseline=0.2, kind=kind)
+        photo = render_scene(
+            np.random.default_rng(seed), 96, 64, baseline=0.2, kind=kind, photos=True
+        )
+        np.testing.assert_array_equal(photo["depth"], plain["depth"])
+        np.testing.assert_array_equal(photo["disparity"], plain["disparity"])
+        assert not np.array_equal(photo["image"], plain["image"])
+        # photographs are world-sized like the patterns: the right view still sees the left's
+        # colours at x - d (a stereo pair of photo rooms is consistent)
+        left, right = photo["image"].astype(np.float32), photo["right"].astype(np.float32)
+        v, u = np.nonzero(photo["disparity"] > 0)
+        ur = np.round(u - photo["disparity"][v, u]).astype(int)
+        inside = ur >= 0
+        matched = np.abs(left[v[inside], u[inside]] - right[v[inside], ur[inside]]).max(axis=1)
+        assert (matched < 25).mean() > 0.8
+
+
+def test_diode_samples_photo_style():
+    plain = next(diode_samples(1, size=(32, 48), seed=2))
+    photo = next(diode_samples(1, size=(32, 48), seed=2, style="photo"))
+    np.testing.assert_array_equal(photo["depth"], plain["depth"])
+    assert not np.array_equal(photo["image"], plain["image"])
+    with pytest.raises(ValueError, match="style must be one of"):
+        diode_samples(1, style="oil")
