@@ -98,6 +98,9 @@ class _DownBlock(nn.Module):
         self.convs = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        library = native.inference_kernels(x)
+        if library is not None:
+            return self.convs(native.max_pool2x2(library, x))
         return self.convs(F.max_pool2d(x, 2, 2))
 
 
@@ -146,18 +149,26 @@ class UNetFeatureExtractor(nn.Module):
         self.decoder = nn.ModuleList([_UpBlock(4 * c, 8 * c, 4 * c), _UpBlock(2 * c, 4 * c, 2 * c)])
         self.out_channels = (8 * c, 4 * c, 2 * c)
 
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder features ``[1/16, 1/8, 1/4]`` (before the decoder)."""
-        # oneDNN's NCHW kernel for this 3-channel, full-resolution convolution is ~4x slower
-        # on CPU than its channels-last one (measured: 41 ms vs 10 ms with the layout change,
-        # 2 x 384 x 1248, one thread); the rest of the network stays NCHW.
+    def encode(self, *views: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features ``[1/16, 1/8, 1/4]`` (before the decoder) of the ``(B, 3, H, W)``
+        views, stacked along the batch dimension (one pass, as for ``torch.cat(views)``)."""
         stem = self.stem[0]
-        library = native.inference_kernels(x, stem.weight) if stem.out_channels == 1 else None
+        library = None
+        if stem.out_channels == 1:
+            library = native.inference_kernels(*views, stem.weight)
         if library is not None:
-            # With one output channel, oneDNN runs at a few GFLOP/s either way; the C kernel
-            # reads the NCHW input directly (inference on CPU; see models.native).
-            x = native.conv3x3_to_one(library, x, stem.weight, stem.bias)
+            # With one output channel, oneDNN runs at a few GFLOP/s in either layout; the C
+            # kernel reads each NCHW view directly into its slice of the batch (inference on
+            # CPU; see models.native).
+            sizes = [v.shape[0] for v in views]
+            x = views[0].new_empty((sum(sizes), 1, *views[0].shape[-2:]))
+            for view, part in zip(views, x.split(sizes)):
+                native.conv3x3_to_one(library, view, stem.weight, stem.bias, out=part)
         else:
+            # oneDNN's NCHW kernel for this 3-channel, full-resolution convolution is ~4x
+            # slower on CPU than its channels-last one (measured: 41 ms vs 10 ms with the
+            # layout change, 2 x 384 x 1248, one thread); the rest of the network stays NCHW.
+            x = views[0] if len(views) == 1 else torch.cat(views, 0)
             x = stem(x.contiguous(memory_format=torch.channels_last))
         feats = [self.encoder[0](self.stem[1](x.contiguous()))]
         for block in self.encoder[1:]:
@@ -434,7 +445,7 @@ class AnyNet(nn.Module):
             return [self.feature_extractor.encode(left), self.feature_extractor.encode(right)]
         # In eval mode one pass over both views (batch 2B) gives the same numbers with half
         # the calls.
-        return [self.feature_extractor.encode(torch.cat([left, right], 0))]
+        return [self.feature_extractor.encode(left, right)]
 
     def forward(
         self, left: torch.Tensor, right: torch.Tensor, stages: Optional[int] = None

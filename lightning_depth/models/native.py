@@ -41,9 +41,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -54,6 +55,7 @@ __all__ = [
     "build_native_kernels",
     "conv3x3_to_one",
     "inference_kernels",
+    "max_pool2x2",
     "native_kernels",
     "spn_backward",
     "spn_forward",
@@ -142,18 +144,21 @@ void spn_backward_##S(const T* x, const T* g1, const T* g2, const T* g3, const T
                   (+ bias), with a(v) = max(v * scale[c] + shift[c], 0) if scale is given (the
    pre-activation: eval batch norm, ReLU), else v. Each input row is activated once into a
    zero-padded buffer and added to the (up to 3) output rows it reaches, one vectorisable pass
-   over the output row each; the output rows are the accumulators. */
+   over the output row each; the output rows are the accumulators. Computes the output rows
+   y0 <= y < y1 (of every image), so that threads can share the work. */
 #define CONV_KERNEL(T, S)                                                                    \
 int conv3x3_to_one_##S(const T* in, const T* weight, const T* bias, const T* scale,          \
                        const T* shift, T* out, int64_t N, int64_t C, int64_t H, int64_t W,   \
-                       int64_t s, int64_t Ho, int64_t Wo) {                                  \
+                       int64_t s, int64_t Ho, int64_t Wo, int64_t y0, int64_t y1) {          \
     T* buf = (T*)malloc(sizeof(T) * (size_t)(W + 2 + s));                                    \
     if (!buf) return 1;                                                                      \
     for (int64_t i = 0; i < W + 2 + s; ++i) buf[i] = 0;                                      \
     for (int64_t n = 0; n < N; ++n) {                                                        \
         T* o = out + n * Ho * Wo;                                                            \
-        for (int64_t i = 0; i < Ho * Wo; ++i) o[i] = 0;                                      \
-        for (int64_t yi = 0; yi < H; ++yi) {                                                 \
+        for (int64_t i = y0 * Wo; i < y1 * Wo; ++i) o[i] = 0;                                \
+        const int64_t lo = s * y0 - 1 < 0 ? 0 : s * y0 - 1;                                  \
+        const int64_t hi = s * (y1 - 1) + 1 < H - 1 ? s * (y1 - 1) + 1 : H - 1;              \
+        for (int64_t yi = lo; yi <= hi; ++yi) {                                              \
             for (int64_t c = 0; c < C; ++c) {                                                \
                 const T* row = in + ((n * C + c) * H + yi) * W;                              \
                 if (scale) {                                                                 \
@@ -169,7 +174,7 @@ int conv3x3_to_one_##S(const T* in, const T* weight, const T* bias, const T* sca
                     const int64_t num = yi + 1 - ky;                                         \
                     if (num < 0 || num % s) continue;                                        \
                     const int64_t yo = num / s;                                              \
-                    if (yo >= Ho) continue;                                                  \
+                    if (yo < y0 || yo >= y1) continue;                                       \
                     const T* k = weight + (c * 3 + ky) * 3;                                  \
                     const T k0 = k[0], k1 = k[1], k2 = k[2];                                 \
                     T* restrict acc = o + yo * Wo;                                           \
@@ -188,37 +193,59 @@ int conv3x3_to_one_##S(const T* in, const T* weight, const T* bias, const T* sca
         }                                                                                    \
         if (bias) {                                                                          \
             const T b0 = bias[0];                                                            \
-            for (int64_t i = 0; i < Ho * Wo; ++i) o[i] = o[i] + b0;                          \
+            for (int64_t i = y0 * Wo; i < y1 * Wo; ++i) o[i] = o[i] + b0;                    \
         }                                                                                    \
     }                                                                                        \
     free(buf);                                                                               \
     return 0;                                                                                \
 }
 
-/* The depth-tap sum of conv3d_depth_major on channels-last taps: taps[b, d, p, k * O + o]
-   (pixel p, tap k), out[b, d, p, o] = taps[d, tap 1] + taps[d - 1, tap 0] + taps[d + 1, tap 2]
-   in that order (as _SumDepthTaps), then optionally max(v * scale[o] + shift[o], 0). */
+/* The depth-tap sum of conv3d_depth_major on channels-last taps: taps[i, p, k * O + o] (slice
+   i = b * D + d, pixel p, tap k), out[i, p, o] = taps[i, tap 1] + taps[i - 1, tap 0] (if d > 0)
+   + taps[i + 1, tap 2] (if d < D - 1) in that order (as _SumDepthTaps), then optionally
+   max(v * scale[o] + shift[o], 0). Pixels p0 <= p < p1 of every slice. */
 #define TAP_KERNEL(T, S)                                                                     \
 void tap_sum_##S(const T* taps, T* restrict out, const T* scale, const T* shift,             \
-                 int64_t B, int64_t D, int64_t P, int64_t O) {                               \
+                 int64_t slices, int64_t D, int64_t P, int64_t O, int64_t p0, int64_t p1) {  \
     const int64_t O3 = 3 * O;                                                                \
-    for (int64_t b = 0; b < B; ++b) {                                                        \
-        for (int64_t d = 0; d < D; ++d) {                                                    \
-            const T* t = taps + (b * D + d) * P * O3;                                        \
-            const T* up = d > 0 ? t - P * O3 : 0;                                            \
-            const T* dn = d < D - 1 ? t + P * O3 : 0;                                        \
-            T* o = out + (b * D + d) * P * O;                                                \
-            for (int64_t p = 0; p < P; ++p) {                                                \
-                for (int64_t c = 0; c < O; ++c) {                                            \
-                    T v = t[p * O3 + O + c];                                                 \
-                    if (up) v = v + up[p * O3 + c];                                          \
-                    if (dn) v = v + dn[p * O3 + 2 * O + c];                                  \
-                    if (scale) {                                                             \
-                        v = v * scale[c] + shift[c];                                         \
-                        v = v < 0 ? (T)0 : v;                                                \
-                    }                                                                        \
-                    o[p * O + c] = v;                                                        \
+    for (int64_t i = 0; i < slices; ++i) {                                                   \
+        const int64_t d = i % D;                                                             \
+        const T* t = taps + i * P * O3;                                                      \
+        const T* up = d > 0 ? t - P * O3 : 0;                                                \
+        const T* dn = d < D - 1 ? t + P * O3 : 0;                                            \
+        T* o = out + i * P * O;                                                              \
+        for (int64_t p = p0; p < p1; ++p) {                                                  \
+            for (int64_t c = 0; c < O; ++c) {                                                \
+                T v = t[p * O3 + O + c];                                                     \
+                if (up) v = v + up[p * O3 + c];                                              \
+                if (dn) v = v + dn[p * O3 + 2 * O + c];                                      \
+                if (scale) {                                                                 \
+                    v = v * scale[c] + shift[c];                                             \
+                    v = v < 0 ? (T)0 : v;                                                    \
                 }                                                                            \
+                o[p * O + c] = v;                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+/* 2x2 max pooling, stride 2, of contiguous H x W planes (floor sizes). NaN propagates, as in
+   PyTorch's kernel: a value replaces the maximum if it is larger or NaN. */
+#define POOL_KERNEL(T, S)                                                                    \
+void max_pool2x2_##S(const T* in, T* restrict out, int64_t planes, int64_t H, int64_t W) {   \
+    const int64_t Ho = H / 2, Wo = W / 2;                                                    \
+    for (int64_t p = 0; p < planes; ++p) {                                                   \
+        for (int64_t y = 0; y < Ho; ++y) {                                                   \
+            const T* r0 = in + (p * H + 2 * y) * W;                                          \
+            const T* r1 = r0 + W;                                                            \
+            T* o = out + (p * Ho + y) * Wo;                                                  \
+            for (int64_t x = 0; x < Wo; ++x) {                                               \
+                T m = r0[2 * x];                                                             \
+                const T v1 = r0[2 * x + 1], v2 = r1[2 * x], v3 = r1[2 * x + 1];              \
+                if (v1 > m || v1 != v1) m = v1;                                              \
+                if (v2 > m || v2 != v2) m = v2;                                              \
+                if (v3 > m || v3 != v3) m = v3;                                              \
+                o[x] = m;                                                                    \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
@@ -230,6 +257,8 @@ CONV_KERNEL(float, f32)
 CONV_KERNEL(double, f64)
 TAP_KERNEL(float, f32)
 TAP_KERNEL(double, f64)
+POOL_KERNEL(float, f32)
+POOL_KERNEL(double, f64)
 """
 
 # -ffp-contract=off: no fused multiply-adds, so each step rounds like the separate multiply
@@ -241,8 +270,9 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _SIGNATURES = {  # number of pointer arguments, then of int64 arguments
     "spn_forward": (5, 4),
     "spn_backward": (11, 3),
-    "conv3x3_to_one": (6, 7),
-    "tap_sum": (4, 4),
+    "conv3x3_to_one": (6, 9),
+    "tap_sum": (4, 6),
+    "max_pool2x2": (2, 3),
 }
 
 
@@ -400,8 +430,26 @@ def inference_kernels(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
     return native_kernels().library
 
 
-def _pointer(t: Optional[torch.Tensor]) -> Optional[ctypes.c_void_p]:
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
+def _pointer(t: Optional[torch.Tensor], offset: int = 0) -> Optional[ctypes.c_void_p]:
+    """The address of ``t``'s element ``offset`` (of its contiguous storage), or NULL."""
+    return None if t is None else ctypes.c_void_p(t.data_ptr() + offset * t.element_size())
+
+
+@functools.lru_cache(maxsize=1)
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ld_native")
+
+
+def _split(work: Callable[[int, int], object], total: int, min_chunk: int = 1) -> None:
+    """``work(start, stop)`` over ``[0, total)`` in up to ``torch.get_num_threads()`` chunks
+    of at least ``min_chunk``, run concurrently (ctypes releases the GIL during each call, and
+    PyTorch's own threads are idle meanwhile)."""
+    parts = max(1, min(torch.get_num_threads(), total // max(min_chunk, 1)))
+    bounds = [total * i // parts for i in range(parts + 1)]
+    futures = [_executor().submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    work(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
 
 
 def spn_forward(
@@ -421,9 +469,14 @@ def spn_forward(
     x, g1, g2, g3 = (t.detach().contiguous() for t in (x, g1, g2, g3))
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     b, c, h, w = x.shape
+    kernel = getattr(library, f"spn_forward_{_SUFFIX[x.dtype]}")
+
+    def planes(start: int, stop: int) -> None:
+        pointers = (_pointer(t, start * h * w) for t in (x, g1, g2, g3, out))
+        kernel(*pointers, stop - start, h, w, int(normalize))
+
     if out.numel():
-        kernel = getattr(library, f"spn_forward_{_SUFFIX[x.dtype]}")
-        kernel(*(_pointer(t) for t in (x, g1, g2, g3, out)), b * c, h, w, int(normalize))
+        _split(planes, b * c)
     return out
 
 
@@ -441,9 +494,13 @@ def spn_backward(
     tensors = [t.detach().contiguous() for t in (x, g1, g2, g3, out, grad_out.to(x.dtype))]
     grads = [torch.empty_like(tensors[0], memory_format=torch.contiguous_format) for _ in range(5)]
     b, c, h, w = x.shape
+    kernel = getattr(library, f"spn_backward_{_SUFFIX[x.dtype]}")
+
+    def planes(start: int, stop: int) -> None:
+        kernel(*(_pointer(t, start * h * w) for t in tensors + grads), stop - start, h, w)
+
     if x.numel():
-        kernel = getattr(library, f"spn_backward_{_SUFFIX[x.dtype]}")
-        kernel(*(_pointer(t) for t in tensors + grads), b * c, h, w)
+        _split(planes, b * c)
     return grads[1], grads[2], grads[3], grads[4]
 
 
@@ -466,6 +523,7 @@ def conv3x3_to_one(
     stride: int = 1,
     scale: Optional[torch.Tensor] = None,
     shift: Optional[torch.Tensor] = None,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``F.conv2d(act(x), weight, bias, stride, padding=1)`` for a ``(1, C, 3, 3)`` weight,
     with ``act(x) = relu(x * scale + shift)`` per channel if ``scale``/``shift`` are given
@@ -478,6 +536,8 @@ def conv3x3_to_one(
         bias: ``(1,)`` or ``None``.
         stride: convolution stride.
         scale, shift: ``(C,)`` each, or ``None``.
+        out: a contiguous ``(N, 1, Ho, Wo)`` tensor to write to (e.g. a slice of a larger
+            batch), or ``None`` for a new one.
 
     Returns:
         ``(N, 1, Ho, Wo)`` with ``Ho = (H - 1) // stride + 1`` (likewise ``Wo``).
@@ -489,13 +549,24 @@ def conv3x3_to_one(
             f"{tuple(weight.shape)}"
         )
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    out = x.new_empty((n, 1, ho, wo))
+    if out is None:
+        out = x.new_empty((n, 1, ho, wo))
+    elif out.shape != (n, 1, ho, wo) or not out.is_contiguous() or out.dtype != x.dtype:
+        raise ValueError(
+            f"conv3x3_to_one: out must be a contiguous {x.dtype} tensor of shape "
+            f"{(n, 1, ho, wo)}, got {out.dtype} {tuple(out.shape)}"
+        )
     args = [x, weight, bias, scale, shift]
     x, weight, bias, scale, shift = (None if t is None else t.detach().contiguous() for t in args)
     kernel = getattr(library, f"conv3x3_to_one_{_SUFFIX[x.dtype]}")
-    pointers = (_pointer(t) for t in (x, weight, bias, scale, shift, out))
-    if out.numel() and kernel(*pointers, n, c, h, w, stride, ho, wo) != 0:
-        raise MemoryError(f"conv3x3_to_one: no memory for a row buffer of {w} values")
+
+    def rows(start: int, stop: int) -> None:
+        pointers = (_pointer(t) for t in (x, weight, bias, scale, shift, out))
+        if kernel(*pointers, n, c, h, w, stride, ho, wo, start, stop) != 0:
+            raise MemoryError(f"conv3x3_to_one: no memory for a row buffer of {w} values")
+
+    if out.numel():
+        _split(rows, ho, min_chunk=8)
     return out
 
 
@@ -524,8 +595,34 @@ def tap_sum(
     out = torch.empty(
         (n, c3 // 3, h, w), dtype=taps.dtype, device=taps.device, memory_format=torch.channels_last
     )
+    scale, shift = (None if t is None else t.detach().contiguous() for t in (scale, shift))
+    kernel = getattr(library, f"tap_sum_{_SUFFIX[taps.dtype]}")
+
+    def pixels(start: int, stop: int) -> None:
+        pointers = (_pointer(t) for t in (taps, out, scale, shift))
+        kernel(*pointers, n, depth, h * w, c3 // 3, start, stop)
+
     if out.numel():
-        scale, shift = (None if t is None else t.detach().contiguous() for t in (scale, shift))
-        kernel = getattr(library, f"tap_sum_{_SUFFIX[taps.dtype]}")
-        kernel(*(_pointer(t) for t in (taps, out, scale, shift)), n // depth, depth, h * w, c3 // 3)
+        _split(pixels, h * w, min_chunk=256)
+    return out
+
+
+def max_pool2x2(library: ctypes.CDLL, x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2, 2)``: ``(N, C, H, W)`` -> ``(N, C, H // 2, W // 2)``, NCHW.
+    (PyTorch's kernel took ~5 ns per output for AnyNet's 1- and 2-channel maps.)"""
+    n, c, h, w = x.shape
+    if h < 2 or w < 2:
+        raise ValueError(
+            f"max_pool2x2: x must be (N, C, H, W) with H, W >= 2, got {tuple(x.shape)}"
+        )
+    x = x.contiguous()
+    out = x.new_empty((n, c, h // 2, w // 2))
+    kernel = getattr(library, f"max_pool2x2_{_SUFFIX[x.dtype]}")
+    plane = (h // 2) * (w // 2)
+
+    def planes(start: int, stop: int) -> None:
+        kernel(_pointer(x, start * h * w), _pointer(out, start * plane), stop - start, h, w)
+
+    if out.numel():
+        _split(planes, n * c)
     return out

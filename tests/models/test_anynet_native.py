@@ -1,0 +1,214 @@
+"""AnyNet's CPU inference kernels (models.native) against PyTorch's operators, and the whole
+network with them against the network without them."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_depth.models import native
+from lightning_depth.models.anynet import AnyNet
+from lightning_depth.models.conv3d import _SumDepthTaps, depth_taps
+
+
+@pytest.fixture
+def library():
+    built = native.native_kernels()
+    assert built.available, f"the C kernels must build on the test machine: {built.reason}"
+    return built.library
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
+
+
+def _eval_bn(channels: int, generator: torch.Generator) -> torch.nn.BatchNorm2d:
+    bn = torch.nn.BatchNorm2d(channels).eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5, generator=generator)
+        bn.running_var.uniform_(0.5, 2.0, generator=generator)
+        bn.weight.uniform_(0.5, 1.5, generator=generator)
+        bn.bias.uniform_(-0.2, 0.2, generator=generator)
+    return bn
+
+
+@pytest.mark.parametrize(
+    "channels, stride, size", [(3, 1, (12, 17)), (1, 2, (9, 14)), (8, 1, (5, 6))]
+)
+@pytest.mark.parametrize("precision", [torch.float32, torch.float64])
+@pytest.mark.parametrize("preact", [False, True])
+def test_conv3x3_to_one_equals_conv2d(library, channels, stride, size, precision, preact):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, channels, *size, generator=gen).to(precision)
+    weight = torch.randn(1, channels, 3, 3, generator=gen).to(precision)
+    bias = torch.randn(1, generator=gen).to(precision)
+    bn = _eval_bn(channels, gen).to(precision)
+    with torch.no_grad():
+        inputs = F.relu(bn(x)) if preact else x
+        expected = F.conv2d(inputs, weight, bias, stride=stride, padding=1)
+        scale, shift = native.batch_norm_affine(bn) if preact else (None, None)
+        out = native.conv3x3_to_one(library, x, weight, bias, stride, scale, shift)
+    assert out.shape == expected.shape and out.dtype == precision
+    assert _rel(out, expected) <= (1e-6 if precision == torch.float32 else 1e-14)
+
+
+def test_conv3x3_to_one_split_over_threads_is_exact(library):
+    """The output rows split between threads give the one-thread result, bit for bit."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 3, 70, 33, generator=gen)
+    weight = torch.randn(1, 3, 3, 3, generator=gen)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native.conv3x3_to_one(library, x, weight, stride=2)
+        torch.set_num_threads(2)
+        two = native.conv3x3_to_one(library, x, weight, stride=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+def test_conv3x3_to_one_writes_into_a_slice_and_checks_it(library):
+    x = torch.randn(1, 3, 4, 5)
+    weight = torch.randn(1, 3, 3, 3)
+    batch = torch.full((2, 1, 4, 5), float("nan"))
+    native.conv3x3_to_one(library, x, weight, out=batch[1:])
+    torch.testing.assert_close(batch[1:], F.conv2d(x, weight, padding=1))
+    assert batch[0].isnan().all()
+    with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 tensor of shape"):
+        native.conv3x3_to_one(library, x, weight, out=torch.empty(1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"weight must be \(1, C, 3, 3\) = \(1, 3, 3, 3\)"):
+        native.conv3x3_to_one(library, x, torch.randn(2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("depth, channels", [(5, 4), (12, 16), (5, 1), (1, 3)])
+@pytest.mark.parametrize("affine", [False, True])
+def test_tap_sum_equals_sum_depth_taps_and_batch_norm(library, depth, channels, affine):
+    gen = torch.Generator().manual_seed(2)
+    taps = torch.randn(2 * depth, 3 * channels, 6, 7, generator=gen)
+    taps = taps.contiguous(memory_format=torch.channels_last)
+    bn = _eval_bn(channels, gen)
+    with torch.no_grad():
+        summed = _SumDepthTaps.apply(taps, depth)
+        expected = F.relu(bn(summed)) if affine else summed
+        scale, shift = native.batch_norm_affine(bn) if affine else (None, None)
+        out = native.tap_sum(library, taps, depth, scale, shift)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    if affine:  # the affine step may round differently from PyTorch's batch norm (1 ulp)
+        assert _rel(out, expected) <= 1e-6
+    else:  # the same additions in the same order
+        assert torch.equal(out, expected)
+
+
+def test_tap_sum_hand_example(library):
+    # One volume, depth 3, one channel, one pixel: taps (d, k) = 10 d + k.
+    taps = torch.tensor([10.0 * d + k for d in range(3) for k in range(3)]).view(3, 3, 1, 1)
+    out = native.tap_sum(library, taps, 3).flatten().tolist()
+    # out[d] = taps[d, 1] + taps[d - 1, 0] + taps[d + 1, 2]
+    assert out == [1 + 12, 11 + 0 + 22, 21 + 10]
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 192, 624), (1, 3, 7, 9), (2, 2, 2, 5)])
+def test_max_pool2x2_equals_max_pool2d(library, shape):
+    x = torch.randn(*shape)
+    x.view(-1)[:: max(1, x.numel() // 7)] = float("nan")
+    out = native.max_pool2x2(library, x)
+    expected = F.max_pool2d(x, 2, 2)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+
+
+def test_max_pool2x2_needs_two_rows(library):
+    with pytest.raises(ValueError, match=r"H, W >= 2, got \(2, 2, 1, 5\)"):
+        native.max_pool2x2(library, torch.zeros(2, 2, 1, 5))
+
+
+def test_inference_kernels_only_where_no_gradient_or_capture_is_involved(library):
+    x = torch.zeros(1, 1, 2, 2)
+    w = torch.zeros(1, 1, 3, 3, requires_grad=True)
+    assert native.inference_kernels(x) is library
+    assert native.inference_kernels(x, w) is None  # autograd would need the graph
+    with torch.no_grad():
+        assert native.inference_kernels(x, w) is library
+    assert native.inference_kernels(x, x.double()) is None
+    assert native.inference_kernels(x.bfloat16()) is None
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert native.inference_kernels(x) is None
+
+
+def _model_with_statistics(spn_channels: int = 8) -> AnyNet:
+    """AnyNet with non-trivial batch-norm statistics, so that each affine step matters."""
+    model = AnyNet(spn_channels=spn_channels).eval()
+    gen = torch.Generator().manual_seed(3)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.load_state_dict(_eval_bn(module.num_features, gen).state_dict())
+    return model
+
+
+@pytest.mark.parametrize("precision, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+def test_anynet_with_and_without_kernels_agree(library, monkeypatch, precision, tol):
+    model = _model_with_statistics().to(precision)
+    gen = torch.Generator().manual_seed(4)
+    left, right = (torch.randn(2, 3, 64, 128, generator=gen).to(precision) for _ in range(2))
+    with torch.no_grad():
+        fast = model(left, right)
+        monkeypatch.setattr(native, "native_kernels", lambda: native.NativeKernels(None, "test"))
+        plain = model(left, right)
+    assert len(fast) == 4
+    for a, b in zip(fast, plain):
+        assert _rel(a, b) <= tol
+
+
+def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
+    """Each kernel runs in an eval forward pass without gradients, none with them."""
+    calls = []
+    for name in ("conv3x3_to_one", "tap_sum", "max_pool2x2", "spn_forward"):
+        original = getattr(native, name)
+        monkeypatch.setattr(
+            native, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k)
+        )
+    model = _model_with_statistics(spn_channels=2)
+    left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        model(left, right)
+    # stem (x2 views), stride-2 stem, SPN projection; 3 x 5 tap sums; 3 pools; 1 SPN.
+    assert sorted(set(calls)) == ["conv3x3_to_one", "max_pool2x2", "spn_forward", "tap_sum"]
+    assert calls.count("conv3x3_to_one") == 4 and calls.count("tap_sum") == 15
+    calls.clear()
+    model(left, right)[-1].sum().backward()  # eval mode with gradients: PyTorch forms
+    assert calls == ["spn_forward"]  # the SPN's autograd Function (forward kernel)
+
+
+def test_anynet_training_step_unchanged_by_kernels(library, monkeypatch):
+    """Training mode never takes the inference kernels: same loss and gradients."""
+    model = _model_with_statistics(spn_channels=2).train()
+    twin = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(5)
+    left, right = (torch.randn(2, 3, 32, 64, generator=gen) for _ in range(2))
+    loss = sum(out.mean() for out in model(left, right))
+    loss.backward()
+    loss = loss.detach()
+    monkeypatch.setattr(native, "native_kernels", lambda: native.NativeKernels(None, "test"))
+    twin_loss = sum(out.mean() for out in twin(left, right))
+    twin_loss.backward()
+    twin_loss = twin_loss.detach()
+    assert abs(float(loss) - float(twin_loss)) <= 1e-6 * abs(float(twin_loss))
+    # All gradients together: a few are sums that nearly cancel (rounding-level values).
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    twin_grads = torch.cat([p.grad.flatten() for p in twin.parameters()])
+    assert _rel(grads, twin_grads) <= 1e-5
+
+
+def test_depth_taps_blocks_hold_the_depth_taps():
+    # depth_taps output block k is the 2D convolution with the depth tap k of the weight.
+    x = torch.randn(3, 2, 5, 6)
+    weight = torch.randn(4, 2, 3, 3, 3)
+    taps = depth_taps(x, weight)
+    for k in range(3):
+        torch.testing.assert_close(
+            taps[:, 4 * k : 4 * k + 4], F.conv2d(x, weight[:, :, k], padding=1)
+        )

@@ -1,0 +1,160 @@
+"""The SPN's C kernels (models.native) against the PyTorch form and a per-pixel reference, and
+the choice between them (backend, fallback)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightning_depth.models import native
+from lightning_depth.models.spn import spn_backend, spn_left_to_right
+from tests.models.test_spn import _reference
+
+
+@pytest.fixture
+def kernels() -> native.NativeKernels:
+    built = native.native_kernels()
+    assert built.available, f"the C kernels must build on the test machine: {built.reason}"
+    return built
+
+
+@pytest.fixture
+def no_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without a C compiler."""
+    unavailable = native.NativeKernels(None, "no C compiler found on PATH (test)")
+    monkeypatch.setattr(native, "native_kernels", lambda: unavailable)
+
+
+def _gates(shape, dtype, generator):
+    """Random input and gates normalised as AnyNet's (|g1| + |g2| + |g3| < 1)."""
+    x, g1, g2, g3 = (torch.randn(*shape, dtype=dtype, generator=generator) for _ in range(4))
+    norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
+    return x, g1 / norm, g2 / norm, g3 / norm
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 4, 5), (1, 1, 1, 3), (1, 3, 5, 1), (1, 1, 2, 2)])
+def test_native_matches_per_pixel_loop(kernels, shape):
+    gen = torch.Generator().manual_seed(0)
+    x, g1, g2, g3 = (torch.randn(*shape, dtype=torch.float64, generator=gen) for _ in range(4))
+    assert spn_backend(x, g1, g2, g3) == "native"
+    out = spn_left_to_right(x, g1, g2, g3, backend="native")
+    torch.testing.assert_close(out, _reference(x, g1, g2, g3), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("precision, tol", [(torch.float32, 1e-6), (torch.float64, 1e-13)])
+@pytest.mark.parametrize("shape", [(1, 8, 96, 312), (3, 2, 17, 29)])
+def test_native_and_torch_forms_agree(kernels, precision, tol, shape):
+    """Forward and all four gradients, at AnyNet's quarter resolution of 384 x 1248 too."""
+    gen = torch.Generator().manual_seed(1)
+    inputs = _gates(shape, precision, gen)
+    grad_out = torch.randn(*shape, dtype=precision, generator=gen)
+    results = {}
+    for backend in ("native", "torch"):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = spn_left_to_right(*leaves, backend=backend)
+        grads = torch.autograd.grad(out, leaves, grad_out)
+        results[backend] = (out.detach(), *grads)
+    for fast, slow in zip(results["native"], results["torch"]):
+        assert _rel(fast, slow) <= tol
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 3, 4), (2, 1, 1, 3), (1, 1, 4, 2)])
+def test_native_gradcheck(kernels, shape):
+    gen = torch.Generator().manual_seed(2)
+    inputs = [t.requires_grad_() for t in _gates(shape, torch.float64, gen)]
+    assert torch.autograd.gradcheck(
+        lambda *a: spn_left_to_right(*a, backend="native"), inputs, eps=1e-6, atol=1e-8
+    )
+
+
+def test_native_gradient_for_some_inputs_only(kernels):
+    gen = torch.Generator().manual_seed(3)
+    x, g1, g2, g3 = _gates((1, 2, 3, 4), torch.float64, gen)
+    g2.requires_grad_(True)
+    out = spn_left_to_right(x, g1, g2, g3, backend="native")
+    (grad,) = torch.autograd.grad(out.sum(), g2)
+    # Central difference at one gate, computed with the PyTorch form.
+    eps = 1e-6
+    plus, minus = g2.detach().clone(), g2.detach().clone()
+    plus[0, 1, 2, 3] += eps
+    minus[0, 1, 2, 3] -= eps
+    numeric = (
+        spn_left_to_right(x, g1, plus, g3, backend="torch").sum()
+        - spn_left_to_right(x, g1, minus, g3, backend="torch").sum()
+    ) / (2 * eps)
+    assert abs(float(grad[0, 1, 2, 3]) - float(numeric)) < 1e-8
+
+
+def test_normalising_kernel_equals_normalised_gates(kernels):
+    """SPNRefinement's inference path: the kernel divides by |g1| + |g2| + |g3| + 1e-8."""
+    gen = torch.Generator().manual_seed(4)
+    x, g1, g2, g3 = (torch.randn(2, 3, 7, 11, generator=gen) for _ in range(4))
+    norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
+    expected = _reference(*(t.double() for t in (x, g1 / norm, g2 / norm, g3 / norm)))
+    out = native.spn_forward(kernels.library, x, g1, g2, g3, normalize=True)
+    assert _rel(out.double(), expected) <= 1e-6
+
+
+def test_inputs_are_not_modified_by_native(kernels):
+    gen = torch.Generator().manual_seed(5)
+    inputs = [t.requires_grad_() for t in _gates((1, 2, 3, 4), torch.float32, gen)]
+    before = [t.detach().clone() for t in inputs]
+    spn_left_to_right(*inputs, backend="native").sum().backward()
+    assert all(torch.equal(a.detach(), b) for a, b in zip(inputs, before))
+
+
+def test_auto_uses_native_on_cpu_and_torch_otherwise(kernels):
+    x = torch.zeros(1, 1, 2, 3)
+    assert spn_backend(x, x, x, x) == "native"
+    assert spn_backend(x, x, x, x, backend="torch") == "torch"
+    half = x.bfloat16()
+    assert spn_backend(half, half, half, half) == "torch"
+    with pytest.raises(RuntimeError, match="needs CPU float32 or float64 tensors of one dtype"):
+        spn_left_to_right(half, half, half, half, backend="native")
+    with pytest.raises(RuntimeError, match="needs CPU float32 or float64"):
+        spn_left_to_right(x, x, x, x.double(), backend="native")
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'native', 'torch'\)"):
+        spn_left_to_right(x, x, x, x, backend="cuda")
+
+
+def test_fallback_without_a_compiler(no_kernels):
+    gen = torch.Generator().manual_seed(6)
+    x, g1, g2, g3 = (torch.randn(1, 2, 3, 4, dtype=torch.float64, generator=gen) for _ in range(4))
+    assert spn_backend(x, g1, g2, g3) == "torch"
+    torch.testing.assert_close(
+        spn_left_to_right(x, g1, g2, g3), _reference(x, g1, g2, g3), rtol=1e-12, atol=1e-12
+    )
+    with pytest.raises(RuntimeError, match=r"unavailable: no C compiler found on PATH \(test\)"):
+        spn_left_to_right(x, g1, g2, g3, backend="native")
+
+
+def test_build_reports_a_missing_compiler(tmp_path):
+    built = native.build_native_kernels(compilers=("no-such-cc",), cache_dir=tmp_path)
+    assert not built.available
+    assert built.reason == "no C compiler found on PATH (looked for no-such-cc)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_reports_a_failing_compiler(tmp_path):
+    built = native.build_native_kernels(compilers=("false",), cache_dir=tmp_path)
+    assert not built.available
+    assert (
+        "building the C kernels failed" in built.reason and "false failed (exit 1)" in built.reason
+    )
+
+
+def test_build_caches_by_source_hash(kernels, tmp_path):
+    first = native.build_native_kernels(cache_dir=tmp_path)
+    assert first.available and first.path.parent == tmp_path
+    mtime = first.path.stat().st_mtime_ns
+    second = native.build_native_kernels(cache_dir=tmp_path)
+    assert second.path == first.path and second.path.stat().st_mtime_ns == mtime
+    # Only the library is left: the build folder is removed.
+    assert [p.name for p in tmp_path.iterdir()] == [first.path.name]
+    x = torch.ones(1, 1, 2, 3)
+    zero = torch.zeros_like(x)
+    torch.testing.assert_close(native.spn_forward(second.library, x, zero, zero, zero), x)
