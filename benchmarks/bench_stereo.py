@@ -1,15 +1,28 @@
-"""AnyNet speed on CPU: anytime inference FPS and training throughput.
+"""AnyNet speed on CPU: anytime inference FPS, the SPN's share, and training throughput.
 
 Inference: 384x1248 (KITTI padded to a multiple of 16), batch 1, eval mode, no grad, for 1, 2
 and 3 stages and 3 stages + SPN. Training: 256x512 crops, batch 4, Adam, the multi-stage
 smooth-L1 loss over all four stages. Random inputs (speed does not depend on the content).
 
+Two paths are timed. The default one, which the ``fps_*`` and ``train_samples_per_s`` keys
+report, uses the C kernels of ``lightning_depth.models.native`` where they apply (built at the
+first use with the system C compiler; the first lines say whether they are available): in
+inference the SPN, the one-output-channel convolutions, the 3D layers' tap sums with the next
+batch norm, the 2x2 max pooling; in training the SPN's forward and backward. The ``*_torch``
+keys time the same model with the kernels disabled (``native.kernels_enabled(False)``: the
+pure-PyTorch forms, as before the kernels); ``kernel_speedup`` is the median, over rounds, of
+the per-round time ratio PyTorch forms / kernels for 3 stages + SPN, and ``spn_overhead`` is
+``time(3 stages + SPN) / time(3 stages) - 1`` on the default path (from the medians, so
+``fps_3 / fps_3_spn - 1``).
+
 The settings are measured in interleaved rounds, so that load from other processes on a shared
-machine spreads over all of them; the reported value uses the median time. Last line::
+machine spreads over all of them; the reported values use the median time. Last line::
 
     RESULT fps_1=<x> fps_2=<x> fps_3=<x> fps_3_spn=<x> train_samples_per_s=<x>
+           spn_overhead=<x> fps_3_torch=<x> fps_3_spn_torch=<x> spn_overhead_torch=<x>
+           kernel_speedup=<x> train_samples_per_s_torch=<x>
 
-Usage::
+(one line). Usage::
 
     python benchmarks/bench_stereo.py [--quick] [--threads N] [--profile]
 
@@ -32,6 +45,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP r
 import torch  # noqa: E402
 
 from lightning_depth.losses.stereo import multi_stage_smooth_l1  # noqa: E402
+from lightning_depth.models import native  # noqa: E402
 from lightning_depth.models.anynet import AnyNet  # noqa: E402
 
 
@@ -41,25 +55,39 @@ def _time_once(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_inference(rounds: int, height: int, width: int) -> dict[str, float]:
-    """Median seconds per forward pass for stages 1, 2, 3 and 3 + SPN."""
+def bench_inference(rounds: int, height: int, width: int) -> dict[str, list[float]]:
+    """Seconds per forward pass, one value per round, for stages 1, 2, 3 and 3 + SPN with the
+    C kernels (where available) and for 3 and 3 + SPN without them (``*_torch``)."""
     model = AnyNet().eval()
     gen = torch.Generator().manual_seed(0)
     left = torch.randn(1, 3, height, width, generator=gen)
     right = torch.randn(1, 3, height, width, generator=gen)
-    settings = {"1": 1, "2": 2, "3": 3, "3_spn": 4}
+    settings = {
+        "1": (1, True),
+        "2": (2, True),
+        "3": (3, True),
+        "3_spn": (4, True),
+        "3_torch": (3, False),
+        "3_spn_torch": (4, False),
+    }
+
+    def run(stages: int, kernels: bool) -> None:
+        with native.kernels_enabled(kernels):
+            model(left, right, stages=stages)
+
     times: dict[str, list[float]] = {name: [] for name in settings}
     with torch.no_grad():
-        for stages in settings.values():  # warm-up: oneDNN primitive creation, allocations
-            model(left, right, stages=stages)
+        for stages, kernels in settings.values():  # warm-up: oneDNN primitives, allocations
+            run(stages, kernels)
         for _ in range(rounds):
-            for name, stages in settings.items():
-                times[name].append(_time_once(lambda s=stages: model(left, right, stages=s)))
-    return {name: statistics.median(t) for name, t in times.items()}
+            for name, (stages, kernels) in settings.items():
+                times[name].append(_time_once(lambda s=stages, k=kernels: run(s, k)))
+    return times
 
 
-def bench_training(steps: int, batch: int, height: int, width: int) -> float:
-    """Median seconds per training step (forward, loss, backward, Adam step)."""
+def bench_training(steps: int, batch: int, height: int, width: int) -> dict[str, float]:
+    """Median seconds per training step (forward, loss, backward, Adam step), with the SPN's
+    C kernels (``default``) and with its PyTorch form (``torch``), interleaved."""
     model = AnyNet().train()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.999))
     gen = torch.Generator().manual_seed(0)
@@ -67,18 +95,24 @@ def bench_training(steps: int, batch: int, height: int, width: int) -> float:
     right = torch.randn(batch, 3, height, width, generator=gen)
     gt = torch.rand(batch, 1, height, width, generator=gen) * 100
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        total, _ = multi_stage_smooth_l1(model(left, right), gt)
-        total.backward()
-        optimizer.step()
+    def step(kernels: bool) -> None:
+        with native.kernels_enabled(kernels):
+            optimizer.zero_grad(set_to_none=True)
+            total, _ = multi_stage_smooth_l1(model(left, right), gt)
+            total.backward()
+            optimizer.step()
 
-    step()
-    return statistics.median(_time_once(step) for _ in range(steps))
+    step(True)
+    step(False)
+    times: dict[str, list[float]] = {"default": [], "torch": []}
+    for _ in range(steps):
+        times["default"].append(_time_once(lambda: step(True)))
+        times["torch"].append(_time_once(lambda: step(False)))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def profile_inference(height: int, width: int, stages: int) -> None:
-    """Print the torch.profiler table of a few eval forward passes."""
+    """Print the torch.profiler table of a few eval forward passes (default path)."""
     from torch.profiler import ProfilerActivity, profile
 
     model = AnyNet().eval()
@@ -116,19 +150,40 @@ def main() -> None:
         f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
     )
-    seconds = bench_inference(rounds, 384, 1248)
+    kernels = native.native_kernels()
+    print(
+        f"C kernels: {'available, ' + str(kernels.path) if kernels.available else kernels.reason}"
+        " (the default path uses them where available)"
+    )
+    times = bench_inference(rounds, 384, 1248)
+    seconds = {name: statistics.median(t) for name, t in times.items()}
     for name, s in seconds.items():
-        print(f"inference 384x1248 batch 1, stages {name:>5}: {1000 * s:7.1f} ms  {1 / s:6.2f} FPS")
-    spn_share = seconds["3_spn"] / seconds["3"] - 1
-    print(f"SPN adds {100 * spn_share:.1f}% to the 3-stage time")
+        print(
+            f"inference 384x1248 batch 1, stages {name:>11}: {1000 * s:7.1f} ms  {1 / s:6.2f} FPS"
+        )
+    spn_overhead = seconds["3_spn"] / seconds["3"] - 1
+    spn_overhead_torch = seconds["3_spn_torch"] / seconds["3_torch"] - 1
+    # Ratios within a round are measured back to back, so load drifts cancel in them.
+    kernel_speedup = statistics.median(t / k for t, k in zip(times["3_spn_torch"], times["3_spn"]))
+    round_overhead = statistics.median(s / t - 1 for s, t in zip(times["3_spn"], times["3"]))
+    print(
+        f"SPN adds {100 * spn_overhead:.1f}% to the 3-stage time (median of per-round ratios "
+        f"{100 * round_overhead:.1f}%); without the C kernels {100 * spn_overhead_torch:.1f}%"
+    )
+    print(f"C kernels speed 3 stages + SPN up {kernel_speedup:.2f}x (median per-round ratio)")
     train_s = bench_training(steps, 4, 256, 512)
-    print(f"training 256x512 batch 4: {1000 * train_s:.1f} ms/step  {4 / train_s:.2f} samples/s")
+    for name, s in train_s.items():
+        print(f"training 256x512 batch 4 ({name}): {1000 * s:.1f} ms/step  {4 / s:.2f} samples/s")
     if args.profile:
         profile_inference(384, 1248, 4)
     fps = {name: 1 / s for name, s in seconds.items()}
     print(
         f"RESULT fps_1={fps['1']:.2f} fps_2={fps['2']:.2f} fps_3={fps['3']:.2f} "
-        f"fps_3_spn={fps['3_spn']:.2f} train_samples_per_s={4 / train_s:.2f}"
+        f"fps_3_spn={fps['3_spn']:.2f} train_samples_per_s={4 / train_s['default']:.2f} "
+        f"spn_overhead={spn_overhead:.3f} fps_3_torch={fps['3_torch']:.2f} "
+        f"fps_3_spn_torch={fps['3_spn_torch']:.2f} spn_overhead_torch={spn_overhead_torch:.3f} "
+        f"kernel_speedup={kernel_speedup:.2f} "
+        f"train_samples_per_s_torch={4 / train_s['torch']:.2f}"
     )
 
 

@@ -34,6 +34,8 @@ works, :func:`native_kernels` says why, and the callers use their PyTorch forms.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import hashlib
@@ -44,7 +46,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -52,9 +54,12 @@ from lightning_depth.models.tracing import capture_mode
 
 __all__ = [
     "NativeKernels",
+    "batch_norm_affine",
     "build_native_kernels",
     "conv3x3_to_one",
+    "enabled",
     "inference_kernels",
+    "kernels_enabled",
     "max_pool2x2",
     "native_kernels",
     "spn_backward",
@@ -413,15 +418,45 @@ def _autocast_enabled() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "lightning_depth_native_kernels", default=True
+)
+
+
+@contextlib.contextmanager
+def kernels_enabled(enabled: bool) -> Iterator[None]:
+    """Within the block, use the C kernels where they apply (``True``, the default outside any
+    block) or nowhere (``False``: the PyTorch forms, e.g. to compare or time them). An explicit
+    ``spn_left_to_right(..., backend="native")`` still uses them. Scoped to the current thread
+    or task (a :class:`contextvars.ContextVar`).
+
+    Example:
+        >>> with kernels_enabled(False):
+        ...     enabled()
+        False
+    """
+    token = _ENABLED.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def enabled() -> bool:
+    """Whether the C kernels may be used here (see :func:`kernels_enabled`)."""
+    return _ENABLED.get()
+
+
 def inference_kernels(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
     """The library if the inference-only kernels apply to these tensors, else ``None``.
 
     They apply in eager mode (no export, tracing or ``torch.compile``, whose graphs keep the
     PyTorch forms), without CPU autocast (whose dtype choices they would not follow), when no
     gradient is needed (``torch.no_grad``/``inference_mode``, or no input requires one), to CPU
-    float32/float64 tensors of one dtype (:func:`supports`), where the kernels could be built.
+    float32/float64 tensors of one dtype (:func:`supports`), where the kernels could be built,
+    unless disabled by :func:`kernels_enabled`.
     """
-    if capture_mode() is not None or _is_compiling() or not supports(*tensors):
+    if not enabled() or capture_mode() is not None or _is_compiling() or not supports(*tensors):
         return None
     if _autocast_enabled():
         return None

@@ -214,7 +214,7 @@ def _native_library(
         raise ValueError(
             f"spn_left_to_right: backend must be one of {SPN_BACKENDS}, got {backend!r}"
         )
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and not native.enabled()):
         return None
     if not native.supports(x, g1, g2, g3):
         if backend == "native":
@@ -275,7 +275,8 @@ def spn_left_to_right(
         g1: ``(B, C, H, W)`` gate for the upper-left neighbour ``h[r - 1, w - 1]``.
         g2: ``(B, C, H, W)`` gate for the left neighbour ``h[r, w - 1]``.
         g3: ``(B, C, H, W)`` gate for the lower-left neighbour ``h[r + 1, w - 1]``.
-        backend: ``"auto"`` (the C kernel where it applies and could be built, else the
+        backend: ``"auto"`` (the C kernel where it applies and could be built, and unless
+            disabled by :func:`~lightning_depth.models.native.kernels_enabled`, else the
             PyTorch loop), ``"native"`` or ``"torch"``; see :func:`spn_backend`. Graph capture
             (export, tracing) always uses its own pure form.
 

@@ -158,3 +158,14 @@ def test_build_caches_by_source_hash(kernels, tmp_path):
     x = torch.ones(1, 1, 2, 3)
     zero = torch.zeros_like(x)
     torch.testing.assert_close(native.spn_forward(second.library, x, zero, zero, zero), x)
+
+
+def test_kernels_can_be_disabled_in_a_block(kernels):
+    x = torch.zeros(1, 1, 2, 3)
+    with native.kernels_enabled(False):
+        assert not native.enabled()
+        assert spn_backend(x, x, x, x) == "torch"
+        assert spn_backend(x, x, x, x, backend="native") == "native"  # explicit wins
+        assert native.inference_kernels(x) is None
+    assert native.enabled() and spn_backend(x, x, x, x) == "native"
+    assert native.inference_kernels(x) is kernels.library
