@@ -50,8 +50,7 @@ SUMMARIES = {
     "fit": "train (and validate) a model from configs; --ckpt_path last resumes",
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the test split",
-    "predict": "write depth/disparity maps and point clouds for images or stereo pairs "
-    "(--model FILE.onnx|.pt: from an exported file)",
+    "predict": "write depth/disparity maps and point clouds (--model FILE.onnx: exported file)",
     "synth": "write a generated dataset in the real DIODE or Monkaa layout",
     "prepare": "write litdata shards of DIODE or Monkaa (local or s3://), split as in training",
     "export": "export a checkpoint to ONNX or TorchScript and check it against PyTorch",

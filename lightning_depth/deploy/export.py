@@ -115,7 +115,8 @@ def _prepared(
             f"count depends on the image size); export one of {EXPORTABLE_RESOLUTIONS}"
         )
     task = copy.deepcopy(task).to(DTYPES[dtype]).eval()
-    task.set_predict_stages(stages)
+    if stages is not None:  # else the task's own predict_stages, as predict runs it
+        task.set_predict_stages(stages)
     task.set_predict_resolution(resolution)
     return CameraGraph(task, DTYPES[dtype]).eval()
 
@@ -259,6 +260,8 @@ def export_with_metadata(
     _check_size(task, height, width, graph)
     module = _prepared(task, graph, dtype, stages, resolution)
     exported_task = module.task if graph == "camera" else task
+    if graph == "camera":
+        stages = exported_task.predict_stages
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":

@@ -40,7 +40,7 @@ _NOT_WRITER_OPTIONS = {"output_dir", "stages", "resolution"}
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="lightning_depth predict --model",
+        prog="lightning_depth predict",
         description="Depth or disparity maps, colour pictures and point clouds from an "
         "exported file (lightning_depth export), with no checkpoint.",
     )
