@@ -69,7 +69,7 @@ class PreActConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv.out_channels == 1 and _frozen(self.bn):
+        if self.conv.out_channels == 1 and self.conv.padding == (1, 1) and _frozen(self.bn):
             # One output channel (the U-Net's stride-2 stem): the C kernel, with the batch norm
             # and ReLU applied to its input rows (inference on CPU; see models.native).
             library = native.inference_kernels(x, self.conv.weight)

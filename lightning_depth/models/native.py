@@ -456,7 +456,7 @@ def inference_kernels(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
     float32/float64 tensors of one dtype (:func:`supports`), where the kernels could be built,
     unless disabled by :func:`kernels_enabled`.
     """
-    if not enabled() or capture_mode() is not None or _is_compiling() or not supports(*tensors):
+    if _is_compiling() or capture_mode() is not None or not enabled() or not supports(*tensors):
         return None
     if _autocast_enabled():
         return None
@@ -471,7 +471,9 @@ def _pointer(t: Optional[torch.Tensor], offset: int = 0) -> Optional[ctypes.c_vo
 
 
 @functools.lru_cache(maxsize=1)
-def _executor() -> ThreadPoolExecutor:
+def _executor(pid: int) -> ThreadPoolExecutor:
+    """The worker threads of process ``pid``: a forked child (a data-loader worker) starts
+    its own, since threads do not survive a fork."""
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ld_native")
 
 
@@ -481,7 +483,8 @@ def _split(work: Callable[[int, int], object], total: int, min_chunk: int = 1) -
     PyTorch's own threads are idle meanwhile)."""
     parts = max(1, min(torch.get_num_threads(), total // max(min_chunk, 1)))
     bounds = [total * i // parts for i in range(parts + 1)]
-    futures = [_executor().submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    executor = _executor(os.getpid()) if parts > 1 else None
+    futures = [executor.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
     work(bounds[0], bounds[1])
     for future in futures:
         future.result()

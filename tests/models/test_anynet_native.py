@@ -212,3 +212,32 @@ def test_depth_taps_blocks_hold_the_depth_taps():
         torch.testing.assert_close(
             taps[:, 4 * k : 4 * k + 4], F.conv2d(x, weight[:, :, k], padding=1)
         )
+
+
+def _conv_in_child(x, weight, expected) -> None:
+    out = native.conv3x3_to_one(native.native_kernels().library, x, weight)
+    raise SystemExit(0 if torch.equal(out, expected) else 1)
+
+
+def test_kernels_split_over_threads_in_a_forked_child(library):
+    """Threads do not survive a fork: a forked child (a data-loader worker) must not wait on
+    the parent's worker threads."""
+    import multiprocessing
+
+    x, weight = torch.randn(1, 3, 64, 33), torch.randn(1, 3, 3, 3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        expected = native.conv3x3_to_one(library, x, weight)  # starts the parent's workers
+        child = multiprocessing.get_context("fork").Process(
+            target=_conv_in_child, args=(x, weight, expected)
+        )
+        child.start()
+        child.join(timeout=120)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+            child.join()
+    finally:
+        torch.set_num_threads(threads)
+    assert not hung and child.exitcode == 0
