@@ -1,4 +1,4 @@
-"""Left-to-right spatial propagation (SPN, Liu et al. 2017) as AnyNet uses it, in pure PyTorch.
+"""Left-to-right spatial propagation (SPN, Liu et al. 2017) as AnyNet uses it.
 
 AnyNet's original refinement calls a compiled CUDA extension (``GateRecurrent2dnoind`` with
 ``horizontal=True, reverse=False`` in mileyan/AnyNet ``models/spn_t1``). This module computes
@@ -19,12 +19,15 @@ is slower to build and walk back (forward + backward at 4 x 8 x 64 x 128 on CPU:
 75 ms for a column loop left to autograd).
 
 Backends. On CPU, float32 and float64 tensors go by default (``backend="auto"``) to a small
-compiled C kernel (:mod:`~lightning_depth.models.native`: forward and backward, one call each,
-~10x faster than the PyTorch loop at AnyNet's 1/4 resolution), built with the system C compiler
-at the first use and cached; where it cannot be built (no compiler), on other devices and for
-other dtypes, the PyTorch form below runs. ``backend="torch"`` forces the PyTorch form,
-``backend="native"`` the C kernel (an error if unavailable). Both compute the same operations
-in the same order; they agree to float rounding (tests).
+compiled C kernel (:mod:`~lightning_depth.models.native`: forward and backward, one call each;
+at AnyNet's 1/4 resolution of 384 x 1248, 0.4 ms instead of 4.2 ms forward on one core),
+built with the system C compiler at the first use and cached; where it cannot be built (no
+compiler), on other devices, for other dtypes and inside ``native.kernels_enabled(False)``, the
+PyTorch form below runs. ``backend="torch"`` forces the PyTorch form, ``backend="native"`` the
+C kernel (an error if unavailable). Both compute the same operations in the same order; they
+agree to float rounding (tests: 1e-6 relative in float32, 1e-13 in float64, gradients too).
+Under ``torch.compile`` the propagation stays outside the graph (a graph break) and runs
+eagerly.
 
 Export: under ``torch.export`` (ONNX) the column loop is a ``scan`` higher-order op, which
 becomes one ONNX ``Scan`` node over a width that stays dynamic; unrolled, the in-place
