@@ -307,23 +307,26 @@ class SPNRefinement(nn.Module):
     def forward(self, image: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` image and ``(B, 1, h, w)`` disparity -> ``(B, 1, h, w)``."""
         # Channels-last halves the gate network's CPU time (oneDNN, 3 input channels; measured
-        # 11 ms -> 6 ms at 96 x 312); the gates go back to NCHW for the propagation.
-        gates = self.gate_net(image.contiguous(memory_format=torch.channels_last)).contiguous()
+        # 11 ms -> 6 ms at 96 x 312).
+        gates = self.gate_net(image.contiguous(memory_format=torch.channels_last))
         # The gate normalisation and the recurrence run in float32, under autocast and in a
         # model cast to half precision as a whole: 1e-8 and long products of gates are beyond
         # half precision. (The 1-channel lift and projection use float32 weights for that.)
         with float32_region(gates):
-            g1, g2, g3 = full_precision(gates).split(self.channels, dim=1)
+            gates = full_precision(gates)
             lifted = _conv_float32(self.lift, full_precision(disparity))
             project = full_precision(self.project.weight)
             library = None
             if self.backend != "torch":
-                library = native.inference_kernels(lifted, g1, project)
+                library = native.inference_kernels(lifted, gates, project)
             if library is not None:
-                # Inference on CPU: gate normalisation, propagation and the 1-channel
-                # projection in C (see models.native).
-                propagated = native.spn_forward(library, lifted, g1, g2, g3, normalize=True)
+                # Inference on CPU: gate normalisation and propagation in one C pass over the
+                # channels-last gates as they come, the 1-channel projection in C too (see
+                # models.native).
+                propagated = native.spn_forward_normalized(library, lifted, gates)
                 return native.conv3x3_to_one(library, propagated, project)
+            # The propagation takes NCHW planes.
+            g1, g2, g3 = gates.contiguous().split(self.channels, dim=1)
             norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
             propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm, self.backend)
             return _conv_float32(self.project, propagated)

@@ -64,6 +64,7 @@ __all__ = [
     "native_kernels",
     "spn_backward",
     "spn_forward",
+    "spn_forward_normalized",
     "supports",
     "tap_sum",
 ]
@@ -78,29 +79,76 @@ _SOURCE = r"""
    gates, then + a2 * left, + a1 * upper left, + a3 * lower left. */
 #define SPN_KERNELS(T, S)                                                                    \
 void spn_forward_##S(const T* x, const T* g1, const T* g2, const T* g3, T* out,              \
-                     int64_t planes, int64_t H, int64_t W, int64_t normalize) {              \
+                     int64_t planes, int64_t H, int64_t W) {                                 \
     for (int64_t p = 0; p < planes; ++p) {                                                   \
         const int64_t o = p * H * W;                                                         \
         for (int64_t r = 0; r < H; ++r) out[o + r * W] = x[o + r * W];                       \
         for (int64_t w = 1; w < W; ++w) {                                                    \
             for (int64_t r = 0; r < H; ++r) {                                                \
                 const int64_t i = o + r * W + w;                                             \
-                T n = (T)1;                                                                  \
-                if (normalize) {                                                             \
-                    /* as SPNRefinement: g / (|g1| + |g2| + |g3| + 1e-8) */                  \
-                    const T m1 = g1[i] < 0 ? -g1[i] : g1[i];                                 \
-                    const T m2 = g2[i] < 0 ? -g2[i] : g2[i];                                 \
-                    const T m3 = g3[i] < 0 ? -g3[i] : g3[i];                                 \
-                    n = m1 + m2 + m3 + (T)1e-8;                                              \
-                }                                                                            \
-                const T a1 = r > 0 ? (normalize ? g1[i] / n : g1[i]) : (T)0;                 \
-                const T a2 = normalize ? g2[i] / n : g2[i];                                  \
-                const T a3 = r < H - 1 ? (normalize ? g3[i] / n : g3[i]) : (T)0;             \
+                const T a1 = r > 0 ? g1[i] : (T)0;                                           \
+                const T a2 = g2[i];                                                          \
+                const T a3 = r < H - 1 ? g3[i] : (T)0;                                       \
                 T v = (((T)1 - a1) - a2 - a3) * x[i];                                        \
                 v = v + a2 * out[i - 1];                                                     \
                 if (r > 0) v = v + a1 * out[i - W - 1];                                      \
                 if (r < H - 1) v = v + a3 * out[i + W - 1];                                  \
                 out[i] = v;                                                                  \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* Inference on channels-last tensors, with SPNRefinement's gate normalisation: x and out     \
+   (B, H, W, C), gates (B, H, W, 3C) holding g1, g2, g3 (the gate network's output, as it     \
+   comes), a_k = g_k / (|g1| + |g2| + |g3| + 1e-8). The C channels of a pixel are contiguous,  \
+   so the innermost loop is vectorisable; columns left to right, rows in any order. */       \
+void spn_forward_cl_##S(const T* x, const T* gates, T* out, int64_t B, int64_t C,            \
+                        int64_t H, int64_t W) {                                              \
+    for (int64_t b = 0; b < B; ++b) {                                                        \
+        const T* xb = x + b * H * W * C;                                                     \
+        const T* gb = gates + b * H * W * 3 * C;                                             \
+        T* ob = out + b * H * W * C;                                                         \
+        for (int64_t w = 0; w < W; ++w) {                                                    \
+            for (int64_t r = 0; r < H; ++r) {                                                \
+                const int64_t pix = r * W + w;                                               \
+                const T* restrict xp = xb + pix * C;                                         \
+                const T* restrict g = gb + pix * 3 * C;                                      \
+                T* restrict op = ob + pix * C;                                               \
+                if (w == 0) {                                                                \
+                    for (int64_t c = 0; c < C; ++c) op[c] = xp[c];                           \
+                    continue;                                                                \
+                }                                                                            \
+                const T* restrict left = ob + (pix - 1) * C;                                 \
+                const T* restrict up = ob + (pix - 1 - W) * C;                               \
+                const T* restrict dn = ob + (pix - 1 + W) * C;                               \
+                const int top = r == 0, bottom = r == H - 1;                                 \
+                if (!top && !bottom) { /* the same steps without branches (vectorised) */    \
+                    for (int64_t c = 0; c < C; ++c) {                                        \
+                        const T e1 = g[c], e2 = g[C + c], e3 = g[2 * C + c];                 \
+                        const T n = (e1 < 0 ? -e1 : e1) + (e2 < 0 ? -e2 : e2)                \
+                                    + (e3 < 0 ? -e3 : e3) + (T)1e-8;                         \
+                        const T a1 = e1 / n, a2 = e2 / n, a3 = e3 / n;                       \
+                        T v = (((T)1 - a1) - a2 - a3) * xp[c];                               \
+                        v = v + a2 * left[c];                                                \
+                        v = v + a1 * up[c];                                                  \
+                        op[c] = v + a3 * dn[c];                                              \
+                    }                                                                        \
+                    continue;                                                                \
+                }                                                                            \
+                for (int64_t c = 0; c < C; ++c) {                                            \
+                    const T e1 = g[c], e2 = g[C + c], e3 = g[2 * C + c];                     \
+                    const T n = (e1 < 0 ? -e1 : e1) + (e2 < 0 ? -e2 : e2)                    \
+                                + (e3 < 0 ? -e3 : e3) + (T)1e-8;                             \
+                    const T a1 = top ? (T)0 : e1 / n;                                        \
+                    const T a2 = e2 / n;                                                     \
+                    const T a3 = bottom ? (T)0 : e3 / n;                                     \
+                    T v = (((T)1 - a1) - a2 - a3) * xp[c];                                   \
+                    v = v + a2 * left[c];                                                    \
+                    if (!top) v = v + a1 * up[c];                                            \
+                    if (!bottom) v = v + a3 * dn[c];                                         \
+                    op[c] = v;                                                               \
+                }                                                                            \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
@@ -273,7 +321,8 @@ _FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off")
 _COMPILERS = ("cc", "gcc", "clang")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _SIGNATURES = {  # number of pointer arguments, then of int64 arguments
-    "spn_forward": (5, 4),
+    "spn_forward": (5, 3),
+    "spn_forward_cl": (3, 4),
     "spn_backward": (11, 3),
     "conv3x3_to_one": (6, 9),
     "tap_sum": (4, 6),
@@ -491,30 +540,50 @@ def _split(work: Callable[[int, int], object], total: int, min_chunk: int = 1) -
 
 
 def spn_forward(
-    library: ctypes.CDLL,
-    x: torch.Tensor,
-    g1: torch.Tensor,
-    g2: torch.Tensor,
-    g3: torch.Tensor,
-    normalize: bool = False,
+    library: ctypes.CDLL, x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor
 ) -> torch.Tensor:
     """SPN forward recurrence (see :mod:`~lightning_depth.models.spn`): ``(B, C, H, W)``
-    inputs (see :func:`supports`) -> ``(B, C, H, W)``.
-
-    With ``normalize``, the gates are first divided by ``|g1| + |g2| + |g3| + 1e-8``
-    (as :class:`~lightning_depth.models.anynet.SPNRefinement` does), in the same pass.
-    """
+    inputs (see :func:`supports`) -> ``(B, C, H, W)``."""
     x, g1, g2, g3 = (t.detach().contiguous() for t in (x, g1, g2, g3))
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     b, c, h, w = x.shape
     kernel = getattr(library, f"spn_forward_{_SUFFIX[x.dtype]}")
 
     def planes(start: int, stop: int) -> None:
-        pointers = (_pointer(t, start * h * w) for t in (x, g1, g2, g3, out))
-        kernel(*pointers, stop - start, h, w, int(normalize))
+        kernel(*(_pointer(t, start * h * w) for t in (x, g1, g2, g3, out)), stop - start, h, w)
 
     if out.numel():
         _split(planes, b * c)
+    return out
+
+
+def spn_forward_normalized(
+    library: ctypes.CDLL, x: torch.Tensor, gates: torch.Tensor
+) -> torch.Tensor:
+    """SPN forward with :class:`~lightning_depth.models.anynet.SPNRefinement`'s gate
+    normalisation, for inference: ``g1, g2, g3 = gates.split(C, 1)``, each divided by
+    ``|g1| + |g2| + |g3| + 1e-8``, then :func:`spn_forward`. Computed in channels-last order
+    (the gate network's output layout), the ``C`` channels of a pixel at once.
+
+    Args:
+        library: from :func:`inference_kernels`.
+        x: ``(B, C, H, W)``.
+        gates: ``(B, 3C, H, W)``.
+
+    Returns:
+        ``(B, C, H, W)``, channels-last.
+    """
+    b, c, h, w = x.shape
+    if gates.shape != (b, 3 * c, h, w):
+        raise ValueError(
+            f"spn_forward_normalized: gates must be (B, 3C, H, W) = {(b, 3 * c, h, w)}, got "
+            f"{tuple(gates.shape)}"
+        )
+    x, gates = (t.detach().contiguous(memory_format=torch.channels_last) for t in (x, gates))
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    if out.numel():
+        kernel = getattr(library, f"spn_forward_cl_{_SUFFIX[x.dtype]}")
+        kernel(_pointer(x), _pointer(gates), _pointer(out), b, c, h, w)
     return out
 
 

@@ -166,7 +166,13 @@ def test_anynet_with_and_without_kernels_agree(library, monkeypatch, precision, 
 def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
     """Each kernel runs in an eval forward pass without gradients, none with them."""
     calls = []
-    for name in ("conv3x3_to_one", "tap_sum", "max_pool2x2", "spn_forward"):
+    for name in (
+        "conv3x3_to_one",
+        "tap_sum",
+        "max_pool2x2",
+        "spn_forward_normalized",
+        "spn_forward",
+    ):
         original = getattr(native, name)
         monkeypatch.setattr(
             native, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k)
@@ -176,7 +182,12 @@ def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
     with torch.no_grad():
         model(left, right)
     # stem (x2 views), stride-2 stem, SPN projection; 3 x 5 tap sums; 3 pools; 1 SPN.
-    assert sorted(set(calls)) == ["conv3x3_to_one", "max_pool2x2", "spn_forward", "tap_sum"]
+    assert sorted(set(calls)) == [
+        "conv3x3_to_one",
+        "max_pool2x2",
+        "spn_forward_normalized",
+        "tap_sum",
+    ]
     assert calls.count("conv3x3_to_one") == 4 and calls.count("tap_sum") == 15
     calls.clear()
     model(left, right)[-1].sum().backward()  # eval mode with gradients: PyTorch forms

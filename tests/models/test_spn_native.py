@@ -89,14 +89,25 @@ def test_native_gradient_for_some_inputs_only(kernels):
     assert abs(float(grad[0, 1, 2, 3]) - float(numeric)) < 1e-8
 
 
-def test_normalising_kernel_equals_normalised_gates(kernels):
-    """SPNRefinement's inference path: the kernel divides by |g1| + |g2| + |g3| + 1e-8."""
+@pytest.mark.parametrize("shape", [(2, 3, 7, 11), (1, 8, 96, 312), (1, 2, 1, 4)])
+def test_normalising_kernel_equals_normalised_gates(kernels, shape):
+    """SPNRefinement's inference path: one pass over channels-last gates, divided by
+    |g1| + |g2| + |g3| + 1e-8; the same operations as the plane kernel, so equal to it."""
     gen = torch.Generator().manual_seed(4)
-    x, g1, g2, g3 = (torch.randn(2, 3, 7, 11, generator=gen) for _ in range(4))
+    b, c, h, w = shape
+    x = torch.randn(*shape, generator=gen)
+    gates = torch.randn(b, 3 * c, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    g1, g2, g3 = gates.split(c, 1)
     norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
-    expected = _reference(*(t.double() for t in (x, g1 / norm, g2 / norm, g3 / norm)))
-    out = native.spn_forward(kernels.library, x, g1, g2, g3, normalize=True)
-    assert _rel(out.double(), expected) <= 1e-6
+    out = native.spn_forward_normalized(kernels.library, x, gates)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    planes = native.spn_forward(kernels.library, x, g1 / norm, g2 / norm, g3 / norm)
+    assert torch.equal(out, planes)
+    if h * w <= 100:
+        expected = _reference(*(t.double() for t in (x, g1 / norm, g2 / norm, g3 / norm)))
+        assert _rel(out.double(), expected) <= 1e-6
+    with pytest.raises(ValueError, match=r"gates must be \(B, 3C, H, W\)"):
+        native.spn_forward_normalized(kernels.library, x, gates[:, 1:])
 
 
 def test_inputs_are_not_modified_by_native(kernels):
