@@ -254,30 +254,45 @@ int conv3x3_to_one_##S(const T* in, const T* weight, const T* bias, const T* sca
 }
 
 /* The depth-tap sum of conv3d_depth_major on channels-last taps: taps[i, p, k * O + o] (slice
-   i = b * D + d, pixel p, tap k), out[i, p, o] = taps[i, tap 1] + taps[i - 1, tap 0] (if d > 0)
-   + taps[i + 1, tap 2] (if d < D - 1) in that order (as _SumDepthTaps), then optionally
-   max(v * scale[o] + shift[o], 0). Pixels p0 <= p < p1 of every slice. */
+   i = b * D + d, pixel p, tap k), out[i, p, o] = (taps[i, tap 1] + taps[i - 1, tap 0])
+   + taps[i + 1, tap 2] in that order (as _SumDepthTaps; a missing neighbour slice adds an exact
+   0), then optionally max(v * scale[o] + shift[o], 0). Pixels p0 <= p < p1 of every slice. One
+   branch-free loop over the O channels of a pixel (O a constant for AnyNet's 1 and 4, where
+   that is faster). */
+#define TAP_PIXELS(T, OC)                                                                    \
+    for (int64_t p = p0; p < p1; ++p) {                                                      \
+        const T* restrict tp = t + p * 3 * (OC) + (OC);                                      \
+        const T* restrict u = u0 + p * us;                                                   \
+        const T* restrict v = v0 + p * vs;                                                   \
+        T* restrict op = o + p * (OC);                                                       \
+        if (scale) {                                                                         \
+            for (int64_t c = 0; c < (OC); ++c) {                                             \
+                const T a = ((tp[c] + u[c]) + v[c]) * scale[c] + shift[c];                   \
+                op[c] = a < 0 ? (T)0 : a;                                                    \
+            }                                                                                \
+        } else {                                                                             \
+            for (int64_t c = 0; c < (OC); ++c) op[c] = (tp[c] + u[c]) + v[c];                \
+        }                                                                                    \
+    }
+
 #define TAP_KERNEL(T, S)                                                                     \
-void tap_sum_##S(const T* taps, T* restrict out, const T* scale, const T* shift,             \
+void tap_sum_##S(const T* taps, T* out, const T* scale, const T* shift, const T* zeros,      \
                  int64_t slices, int64_t D, int64_t P, int64_t O, int64_t p0, int64_t p1) {  \
-    const int64_t O3 = 3 * O;                                                                \
     for (int64_t i = 0; i < slices; ++i) {                                                   \
         const int64_t d = i % D;                                                             \
-        const T* t = taps + i * P * O3;                                                      \
-        const T* up = d > 0 ? t - P * O3 : 0;                                                \
-        const T* dn = d < D - 1 ? t + P * O3 : 0;                                            \
+        const T* t = taps + i * P * 3 * O;                                                   \
+        /* tap 0 of the slice before, tap 2 of the one after; zeros (stride 0) if none */    \
+        const T* u0 = d > 0 ? t - P * 3 * O : zeros;                                         \
+        const int64_t us = d > 0 ? 3 * O : 0;                                                \
+        const T* v0 = d < D - 1 ? t + P * 3 * O + 2 * O : zeros;                             \
+        const int64_t vs = d < D - 1 ? 3 * O : 0;                                            \
         T* o = out + i * P * O;                                                              \
-        for (int64_t p = p0; p < p1; ++p) {                                                  \
-            for (int64_t c = 0; c < O; ++c) {                                                \
-                T v = t[p * O3 + O + c];                                                     \
-                if (up) v = v + up[p * O3 + c];                                              \
-                if (dn) v = v + dn[p * O3 + 2 * O + c];                                      \
-                if (scale) {                                                                 \
-                    v = v * scale[c] + shift[c];                                             \
-                    v = v < 0 ? (T)0 : v;                                                    \
-                }                                                                            \
-                o[p * O + c] = v;                                                            \
-            }                                                                                \
+        if (O == 4) {                                                                        \
+            TAP_PIXELS(T, 4)                                                                 \
+        } else if (O == 1) {                                                                 \
+            TAP_PIXELS(T, 1)                                                                 \
+        } else {                                                                             \
+            TAP_PIXELS(T, O)                                                                 \
         }                                                                                    \
     }                                                                                        \
 }
@@ -325,7 +340,7 @@ _SIGNATURES = {  # number of pointer arguments, then of int64 arguments
     "spn_forward_cl": (3, 4),
     "spn_backward": (11, 3),
     "conv3x3_to_one": (6, 9),
-    "tap_sum": (4, 6),
+    "tap_sum": (5, 6),
     "max_pool2x2": (2, 3),
 }
 
@@ -705,8 +720,10 @@ def tap_sum(
     scale, shift = (None if t is None else t.detach().contiguous() for t in (scale, shift))
     kernel = getattr(library, f"tap_sum_{_SUFFIX[taps.dtype]}")
 
+    zeros = taps.new_zeros(c3 // 3)
+
     def pixels(start: int, stop: int) -> None:
-        pointers = (_pointer(t) for t in (taps, out, scale, shift))
+        pointers = (_pointer(t) for t in (taps, out, scale, shift, zeros))
         kernel(*pointers, n, depth, h * w, c3 // 3, start, stop)
 
     if out.numel():
