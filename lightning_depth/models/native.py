@@ -5,7 +5,9 @@ What they replace, and why (single-thread CPU time at 384 x 1248, AnyNet default
 - the SPN column loop (:mod:`~lightning_depth.models.spn`): three PyTorch kernels per column,
   ~940 Python-level calls per pass, plus column-major copies; here one call for the forward
   (masked gates, ``(1 - g1 - g2 - g3) * x`` term, recurrence) and one for the backward (reverse
-  recurrence and the four input gradients), ~10x faster. Training and inference.
+  recurrence and the four input gradients), ~10x faster. Training and inference. For inference
+  a second form reads the gate network's channels-last output as it comes and normalises the
+  gates in the same pass, vectorised over the channels of a pixel.
 - 3x3 convolutions with one output channel (the U-Net's first two, the SPN's projection):
   oneDNN vectorises over output channels, so with one it runs at a few GFLOP/s (the 3 -> 1
   full-resolution stem: 8 ms, plus 2 ms to reorder the input to channels-last). Here a
@@ -15,6 +17,12 @@ What they replace, and why (single-thread CPU time at 384 x 1248, AnyNet default
   next layer's batch norm and ReLU, in one pass over the channels-last taps: PyTorch's strided
   adds over 4-channel slices and its channels-last batch norm took ~2 ms per 3D layer at 1/4
   resolution. Inference only.
+- 2x2 max pooling of the U-Net's 1- and 2-channel maps (PyTorch: ~5 ns per output). Inference
+  only.
+
+Inference-only kernels run where :func:`inference_kernels` allows (eager, no gradient, CPU
+float32/float64, no autocast). The work is split over ``torch.get_num_threads()`` Python
+threads (ctypes releases the GIL during each call).
 
 Each kernel performs the operations of the PyTorch form it replaces; where PyTorch (oneDNN)
 sums in an unspecified order, results agree to float rounding (tests compare at 1e-6 relative).
