@@ -33,7 +33,9 @@ class InputPadder:
     """
 
     def __init__(self, shape: Sequence[int], multiple: int = 16, mode: str = "replicate") -> None:
-        shape = tuple(int(s) for s in shape)
+        # Sizes stay as given: ints, or the symbolic sizes torch.export traces with (int()
+        # would fix an exported graph to its example's size).
+        shape = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in shape)
         if len(shape) < 2 or shape[-1] < 1 or shape[-2] < 1:
             raise ValueError(f"InputPadder: shape must be (..., H, W) with H, W >= 1, got {shape}")
         if int(multiple) != multiple or multiple < 1:
@@ -44,13 +46,17 @@ class InputPadder:
         self.multiple = int(multiple)
         self.mode = mode
         self.height, self.width = shape[-2:]
-        self.pad_bottom = -self.height % self.multiple
-        self.pad_right = -self.width % self.multiple
+        m = self.multiple
+        # ceil(H / m) * m: a multiple of m by construction, which torch.export's shape
+        # reasoning follows through the network's strides (a symbolic -H % m it cannot).
+        self._padded = ((self.height + m - 1) // m * m, (self.width + m - 1) // m * m)
+        self.pad_bottom = self._padded[0] - self.height
+        self.pad_right = self._padded[1] - self.width
 
     @property
     def padded_size(self) -> tuple[int, int]:
         """``(H, W)`` after padding."""
-        return self.height + self.pad_bottom, self.width + self.pad_right
+        return self._padded
 
     def pad(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Pad each ``(..., H, W)`` tensor to :attr:`padded_size`.
@@ -69,7 +75,8 @@ class InputPadder:
                     f"InputPadder.pad: argument {i} must have shape (..., {self.height}, "
                     f"{self.width}) like the padder's shape, got {tuple(t.shape)}"
                 )
-            if self.pad_bottom == 0 and self.pad_right == 0:
+            # (Only known sizes skip the padding: a test of a symbolic size would fix it.)
+            if isinstance(self.pad_bottom, int) and self.pad_bottom == 0 == self.pad_right:
                 out.append(t)
                 continue
             # F.pad's replicate/reflect modes want a batch and channel dimension.

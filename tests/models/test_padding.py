@@ -53,3 +53,27 @@ def test_errors():
         padder.pad(torch.zeros(1, 3, 10, 10), torch.zeros(1, 3, 10, 12))
     with pytest.raises(ValueError, match=r"must have shape \(\.\.\., 16, 16\) \(the padded size\)"):
         padder.unpad(torch.zeros(1, 1, 10, 10))
+
+
+def test_symbolic_sizes_stay_symbolic_under_torch_export():
+    """Exported with dynamic sizes, a pad-and-crop graph takes any size: the padder keeps
+    torch.export's symbolic sizes (int() would fix them to the example's)."""
+
+    class PadTwiceCrop(torch.nn.Module):
+        def forward(self, x):
+            padder = InputPadder(x.shape, multiple=16)
+            (padded,) = padder.pad(x)
+            assert padded.shape[-1] % 16 == 0  # provable for every width, not a guard
+            return padder.unpad(padded * 2)
+
+    dim = torch.export.Dim
+    program = torch.export.export(
+        PadTwiceCrop(),
+        (torch.randn(2, 3, 37, 70),),
+        dynamic_shapes=({0: dim.DYNAMIC, 2: dim.DYNAMIC(min=2), 3: dim.DYNAMIC(min=2)},),
+    )
+    # Other batches and sizes run. (The program's own run-time checks hold what the example
+    # showed, "padding needed"; an ONNX file has none of them, see tests/deploy/test_graph.py.)
+    for shape in ((1, 3, 33, 50), (3, 3, 17, 5)):
+        x = torch.randn(shape)
+        assert torch.equal(program.module()(x), 2 * x)
