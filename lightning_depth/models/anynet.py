@@ -420,6 +420,10 @@ class AnyNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _resize(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        library = native.inference_kernels(x)
+        if library is not None:
+            # PyTorch runs the 1-channel upsamplings to full resolution on one thread.
+            return native.resize_bilinear(library, x, size, self.align_corners)
         return F.interpolate(x, size, mode="bilinear", align_corners=self.align_corners)
 
     def _check_inputs(self, left: torch.Tensor, right: torch.Tensor, stages: Optional[int]) -> int:

@@ -172,6 +172,7 @@ def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
         "max_pool2x2",
         "spn_forward_normalized",
         "spn_forward",
+        "resize_bilinear",
     ):
         original = getattr(native, name)
         monkeypatch.setattr(
@@ -181,17 +182,22 @@ def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
     left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
     with torch.no_grad():
         model(left, right)
-    # stem (x2 views), stride-2 stem, SPN projection; 3 x 5 tap sums; 3 pools; 1 SPN.
+    # stem (x2 views), stride-2 stem, SPN projection; 3 x 5 tap sums; 3 pools; 1 SPN; resizes.
     assert sorted(set(calls)) == [
         "conv3x3_to_one",
         "max_pool2x2",
+        "resize_bilinear",
         "spn_forward_normalized",
         "tap_sum",
     ]
     assert calls.count("conv3x3_to_one") == 4 and calls.count("tap_sum") == 15
+    # 3 stage outputs up, 2 estimates down, image, estimate down and result up for the SPN.
+    assert calls.count("resize_bilinear") == 8
     calls.clear()
     model(left, right)[-1].sum().backward()  # eval mode with gradients: PyTorch forms
-    assert calls == ["spn_forward"]  # the SPN's autograd Function (forward kernel)
+    # except where no gradient flows (the input image's resize for the SPN), and the SPN's
+    # autograd Function (its forward kernel).
+    assert calls == ["resize_bilinear", "spn_forward"]
 
 
 def test_anynet_training_step_unchanged_by_kernels(library, monkeypatch):
@@ -252,3 +258,23 @@ def test_kernels_split_over_threads_in_a_forked_child(library):
     finally:
         torch.set_num_threads(threads)
     assert not hung and child.exitcode == 0
+
+
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((1, 1, 24, 78), (384, 1248)),
+        ((1, 3, 64, 96), (16, 24)),
+        ((2, 1, 7, 9), (13, 5)),
+        ((1, 2, 1, 4), (3, 8)),
+        ((1, 1, 5, 5), (5, 5)),
+    ],
+)
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("precision, tol", [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+def test_resize_bilinear_equals_interpolate(library, shape, size, align_corners, precision, tol):
+    x = (torch.rand(*shape, generator=torch.Generator().manual_seed(6)) * 50).to(precision)
+    out = native.resize_bilinear(library, x, size, align_corners)
+    expected = F.interpolate(x, size, mode="bilinear", align_corners=align_corners)
+    assert out.shape == expected.shape and out.dtype == precision
+    assert _rel(out, expected) <= tol
