@@ -248,7 +248,8 @@ def check_data_main(argv: Sequence[str]) -> int:
         print(
             f"lightning_depth check-data: error: {type(data).__name__} (source "
             f"{getattr(data, 'source', '?')}) has no pre-flight check; it checks folders and "
-            "archives of DIODEDataModule and MonkaaDataModule (shards were checked by prepare)",
+            "archives of the package's DataModules (DIODE, Monkaa, Middlebury, KITTI; shards "
+            "were checked by prepare)",
             file=sys.stderr,
         )
         return 2

@@ -16,9 +16,11 @@ from lightning_depth.config import DepthCLI, build_cli
 from lightning_depth.tasks.base import DepthTask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-EXPERIMENTS = sorted((CONFIGS / "mono").glob("*.yaml")) + sorted(
-    (CONFIGS / "stereo").glob("*.yaml")
-)
+EXPERIMENTS = [
+    *sorted((CONFIGS / "mono").glob("*.yaml")),
+    *sorted((CONFIGS / "stereo").glob("*.yaml")),
+    *sorted((CONFIGS / "pretrain").glob("*.yaml")),
+]
 # overlays compose after a demo (`--config demo/mono.yaml --config demo/mono_faithful.yaml`)
 OVERLAYS = {"mono_faithful.yaml"}
 DEMOS = sorted(p for p in (CONFIGS / "demo").glob("*.yaml") if p.name not in OVERLAYS)
