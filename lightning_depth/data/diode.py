@@ -27,6 +27,7 @@ from lightning_depth.data.base import DepthDataModule, SampleDataset
 from lightning_depth.data.check import probe_rgb
 from lightning_depth.data.generated import Generated
 from lightning_depth.data.layout import Folder, Layout, Sample, Source
+from lightning_depth.data.synth_diode import STYLES as DIODE_STYLES
 from lightning_depth.data.synth_diode import diode_samples
 from lightning_depth.data.transforms import (
     check_size,
@@ -375,6 +376,8 @@ class DIODEDataModule(DepthDataModule):
             (with a log line) when ``root`` is given.
         synth_size: generated image size ``[H, W]`` (the real data's is 768x1024).
         synth_seed: seed of the generator.
+        synth_style: ``"procedural"`` (patterned rooms and streets: the demo) or ``"photo"``
+            (the same scenes with scikit-image's photographs on most surfaces).
         **kwargs: the other arguments of :class:`~lightning_depth.data.base.DepthDataModule`
             (``synth_dir``, ``on_bad_samples``, ``seed``, ``eval_batch_size``,
             ``num_workers``, ``pin_memory``, ``persistent_workers``, ``source``, ``archives``,
@@ -395,6 +398,7 @@ class DIODEDataModule(DepthDataModule):
         synth_samples: int = 0,
         synth_size: tuple[int, int] = (192, 256),
         synth_seed: int = 0,
+        synth_style: str = "procedural",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -410,6 +414,9 @@ class DIODEDataModule(DepthDataModule):
         self.synth_samples = synth_samples
         self.synth_size = check_size(synth_size, "synth_size")
         self.synth_seed = synth_seed
+        if synth_style not in DIODE_STYLES:
+            raise ValueError(f"synth_style must be one of {DIODE_STYLES}, got {synth_style!r}")
+        self.synth_style = synth_style
 
     def make_transform(self, training: bool) -> DIODETransform:
         return DIODETransform(self.size, hflip=self.hflip and training)
@@ -423,6 +430,7 @@ class DIODEDataModule(DepthDataModule):
             self.synth_seed,
             split=self.layout.splits[0],
             scene_types=self.layout.scene_types,
+            style=self.synth_style,
         )
 
 
@@ -432,9 +440,11 @@ def diode_generated(
     seed: int = 0,
     split: str = "val",
     scene_types: Sequence[str] = SCENE_TYPES,
+    style: str = "procedural",
 ) -> Generated:
     """The set :func:`synthesize_diode` writes with these arguments, named
-    ``diode_<n>_<H>x<W>_seed<seed>`` (plus the split and scene types when not the defaults).
+    ``diode_<n>_<H>x<W>_seed<seed>`` (plus the split, scene types and style when not the
+    defaults).
     """
     if n < 1:
         raise ValueError(f"the number of generated samples must be >= 1, got {n}")
@@ -444,6 +454,10 @@ def diode_generated(
         name += f"_{split}"
     if tuple(scene_types) != SCENE_TYPES:
         name += "_" + "-".join(scene_types)
+    settings = {}
+    if style != "procedural":  # procedural sets keep the names and markers they had
+        name += f"_{style}"
+        settings["style"] = style
     return Generated(
         name=name,
         description=f"{n} DIODE-layout samples ({format_size(size)}, seed {seed})",
@@ -454,9 +468,16 @@ def diode_generated(
             "seed": seed,
             "split": split,
             "scene_types": list(scene_types),
+            **settings,
         },
         write=partial(
-            synthesize_diode, n=n, size=size, seed=seed, split=split, scene_types=scene_types
+            synthesize_diode,
+            n=n,
+            size=size,
+            seed=seed,
+            split=split,
+            scene_types=scene_types,
+            style=style,
         ),
     )
 
@@ -470,6 +491,7 @@ def synthesize_diode(
     scene_types: Sequence[str] = SCENE_TYPES,
     scenes_per_type: int = 2,
     scans_per_scene: int = 2,
+    style: str = "procedural",
 ) -> list[Path]:
     """Write ``n`` rendered samples (:func:`~lightning_depth.data.synth_diode.diode_samples`)
     in DIODE's layout, named as the real data:
@@ -483,11 +505,13 @@ def synthesize_diode(
         size: image size ``(H, W)``.
         seed: base seed; sample ``i`` depends only on ``(seed, i)``.
         split: split folder name (``train`` or ``val`` in the real data).
-        scene_types, scenes_per_type, scans_per_scene: as ``diode_samples``.
+        scene_types, scenes_per_type, scans_per_scene, style: as ``diode_samples``.
 
     Returns:
         The written image paths, in sample order.
     """
-    samples = diode_samples(n, size, seed, scene_types, scenes_per_type, scans_per_scene)
+    samples = diode_samples(
+        n, size, seed, scene_types, scenes_per_type, scans_per_scene, style=style
+    )
     layout = DIODELayout((split,), scene_types)
     return [layout.write(out, split, **sample) for sample in samples]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import SequentialSampler
 
 from lightning_depth.data.diode import (
@@ -215,6 +216,25 @@ def test_generated_data_default_to_a_folder_per_setting(tmp_path, monkeypatch):
     assert train.data_root.name == "diode_8_192x256_seed0_train_indoors"
     with pytest.raises(ValueError, match="has no data: pass root="):
         DIODEDataModule().setup("fit")
+
+
+def test_photo_style_generates_its_own_set_with_the_same_depths(tmp_path):
+    settings = dict(size=SIZE, synth_samples=2, synth_size=(30, 40))
+    plain = DIODEDataModule(synth_dir=str(tmp_path / "p"), **settings)
+    photo = DIODEDataModule(synth_dir=str(tmp_path / "f"), synth_style="photo", **settings)
+    assert DIODEDataModule(**settings, synth_style="photo").data_root.name.endswith("_photo")
+    for dm in (plain, photo):
+        dm.prepare_data()
+    first = [sorted(dm.data_root.rglob("*.png"))[0] for dm in (plain, photo)]
+    depths = [np.load(str(p).replace(".png", "_depth.npy"))[..., 0] for p in first]
+    masks = [np.load(str(p).replace(".png", "_depth_mask.npy")) > 0 for p in first]
+    both = masks[0] & masks[1]  # (the sensor's dropouts depend on the surfaces' colours)
+    assert both.mean() > 0.5
+    np.testing.assert_array_equal(depths[0][both], depths[1][both])  # same geometry ...
+    images = [np.asarray(Image.open(p)) for p in first]
+    assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 5  # ... new surfaces
+    with pytest.raises(ValueError, match="synth_style must be one of"):
+        DIODEDataModule(synth_samples=2, synth_style="things")
 
 
 def test_a_users_root_is_only_read(tmp_path, caplog, monkeypatch):
