@@ -219,7 +219,7 @@ class CostFilter3d(nn.Module):
         # as a whole (deployment, no autocast) filters it in its own dtype.
         x = cost.reshape(b * d, 1, h, w).to(self.layers[0].conv.weight.dtype)
         library = None
-        if len(self.layers) > 2 and all(_frozen(layer.bn) for layer in self.layers):
+        if all(_frozen(layer.bn) for layer in self.layers):
             library = native.inference_kernels(x, self.layers[1].conv.weight)
         if library is not None:
             return self._forward_fused(x, d, library).view(b, d, h, w)
