@@ -430,10 +430,17 @@ class NativeKernels:
 
 
 def _default_cache_dir() -> Path:
-    from torch.utils.cpp_extension import get_default_build_root
+    """The folder PyTorch's own JIT extensions use (``TORCH_EXTENSIONS_DIR`` overrides it there
+    too), under which this module's library goes."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if not root:
+        try:  # imports setuptools, which not every environment has
+            from torch.utils.cpp_extension import get_default_build_root
 
-    # The folder PyTorch's own JIT extensions use (TORCH_EXTENSIONS_DIR overrides it there too).
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+            root = get_default_build_root()
+        except ImportError:
+            cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+            root = Path(cache) / "torch_extensions"
     return Path(root) / "lightning_depth_native"
 
 
@@ -508,11 +515,13 @@ def build_native_kernels(
         )
     flags = _flags()
     errors = []
-    folder = cache_dir if cache_dir is not None else _default_cache_dir()
+    folder = cache_dir
     for attempt in range(2 if cache_dir is None else 1):
         try:
             if attempt == 1:  # the cache folder could not be used: a fresh temporary one
                 folder = Path(tempfile.mkdtemp(prefix="lightning_depth_native_"))
+            elif folder is None:
+                folder = _default_cache_dir()
             path = _build(compiler, flags, folder)
             return NativeKernels(_load(path), "", path)
         except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:

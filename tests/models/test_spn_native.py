@@ -3,6 +3,8 @@ the choice between them (backend, fallback)."""
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import torch
 
@@ -180,3 +182,15 @@ def test_kernels_can_be_disabled_in_a_block(kernels):
         assert native.inference_kernels(x) is None
     assert native.enabled() and spn_backend(x, x, x, x) == "native"
     assert native.inference_kernels(x) is kernels.library
+
+
+def test_build_falls_back_to_a_temporary_folder(kernels, tmp_path, monkeypatch):
+    """A cache folder that cannot be written (here: a file) leaves a temporary one."""
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(blocked))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    built = native.build_native_kernels()
+    assert built.available
+    assert built.path.parent.parent == tmp_path
+    assert built.path.parent.name.startswith("lightning_depth_native_")
