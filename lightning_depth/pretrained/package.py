@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+import yaml
 
 from lightning_depth.deploy.checkpoints import _read_checkpoint, _task_record
 from lightning_depth.pretrained import WEIGHTS
@@ -46,6 +47,12 @@ def slim_checkpoint(src: Path, dst: Path) -> dict:
     return slim
 
 
+def _recipe_seed(recipe: Path) -> Optional[int]:
+    """The recipe's ``seed_everything`` (``None`` if it sets none)."""
+    config = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
+    return config.get("seed_everything")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_depth.pretrained.package")
     parser.add_argument("--ckpt", required=True, help="checkpoint the recipe produced")
@@ -61,8 +68,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "name": args.name,
         "task": slim["task"]["name"],
         "recipe": args.recipe,
-        "seed": (slim.get("hyper_parameters") or {}).get("seed"),
-        "epochs": slim.get("epoch"),
+        "seed": _recipe_seed(Path(args.recipe)),
+        "epochs": None if slim.get("epoch") is None else slim["epoch"] + 1,
         "steps": slim.get("global_step"),
         "train_size": slim["task"].get("train_size"),
         "sha256": hashlib.sha256(dst.read_bytes()).hexdigest(),

@@ -82,3 +82,69 @@ def test_pretrained_is_refused_for_fit_and_with_a_checkpoint(shipped, tmp_path):
     with pytest.raises(ValueError, match="either --pretrained"):
         main(["predict", "--config", "configs/predict/stereo.yaml", "--pretrained=tiny_stereo",
               f"--ckpt_path={tmp_path / 'x.ckpt'}"])  # fmt: skip
+
+
+SHIPPED = pretrained.names()
+
+
+def test_the_package_ships_a_stereo_model():
+    assert "anynet_spn8" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_matches_its_card(name):
+    card = pretrained.card(name)
+    path = pretrained.path(name)
+    assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    task = pretrained.load(name)
+    assert task.name == card["task"] and list(task.train_size) == card["train_size"]
+    slim = torch.load(path, map_location="cpu", weights_only=False)
+    assert "optimizer_states" not in slim and slim["global_step"] == card["steps"]
+
+
+@pytest.mark.slow
+def test_bench_real_reproduces_the_cards_motorcycle_figures():
+    """The card's real-pair figures are what benchmarks/bench_real.py measures now."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "benchmarks/bench_real.py", "--quick"],
+                          capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("RESULT ")
+    result = dict(item.split("=", 1) for item in last.split()[1:])
+    card = pretrained.card("anynet_spn8")
+    for stage, value in card["motorcycle_3px_per_stage"].items():
+        assert float(result[f"anynet_3px_{stage}"]) / 100 == pytest.approx(value, abs=1e-4)
+    assert float(result["anynet_epe_spn"]) == pytest.approx(
+        card["motorcycle_epe_per_stage"]["spn"], abs=1e-3
+    )
+
+
+@pytest.mark.slow
+def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path):
+    from skimage.data import stereo_motorcycle
+
+    left, right, _ = stereo_motorcycle()
+    for side, image in (("left", left), ("right", right)):
+        (tmp_path / "pairs" / side).mkdir(parents=True)
+        Image.fromarray(image[:200, :300]).save(tmp_path / "pairs" / side / "m.png")
+    out = tmp_path / "out"
+    main(["predict", "--config", "configs/predict/stereo.yaml", "--pretrained=anynet_spn8",
+          f"--data.init_args.inputs=[{tmp_path / 'pairs'}]", "--trainer.accelerator=cpu",
+          f"--trainer.callbacks.init_args.output_dir={out}",
+          f"--trainer.default_root_dir={out}"])  # fmt: skip
+    written = read_pfm(out / "m.pfm")[0]
+    assert written.shape == (200, 300)
+    # The same model run by hand on the ImageNet-normalised crop (numpy encoding).
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def encode(image: np.ndarray) -> torch.Tensor:
+        x = (image[:200, :300].astype(np.float32) / 255.0 - mean) / std
+        return torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
+
+    with torch.no_grad():
+        expected = pretrained.load("anynet_spn8").predict_map(encode(left), encode(right))
+    np.testing.assert_allclose(written, expected[0, 0].numpy(), rtol=1e-5, atol=1e-4)
+    assert written.min() >= 0 and np.median(written) > 5  # a real scene, not a flat map
