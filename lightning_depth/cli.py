@@ -48,12 +48,12 @@ EXPORTED_SUFFIXES = (".onnx", ".pt")
 #: by the first sentence of its function's (or else module's) docstring.
 SUMMARIES = {
     "fit": "train (and validate) a model from configs; --ckpt_path last resumes",
-    "validate": "evaluate a checkpoint on the validation split",
-    "test": "evaluate a checkpoint on the test split",
+    "validate": "evaluate a checkpoint (or --pretrained NAME) on the validation split",
+    "test": "evaluate a checkpoint (or --pretrained NAME) on the test split",
     "predict": "write depth/disparity maps and point clouds (--model FILE.onnx: exported file)",
     "synth": "write a generated dataset in the real DIODE or Monkaa layout",
     "prepare": "write litdata shards of DIODE or Monkaa (local or s3://), split as in training",
-    "export": "export a checkpoint to ONNX or TorchScript and check it against PyTorch",
+    "export": "export a checkpoint to ONNX or TorchScript (camera graph + contract), checked",
     "compress": "int8 quantisation and pruning of a checkpoint, with a report",
     "ablate": "train every variant of an ablation on the same data and budget, with a report",
 }
@@ -124,7 +124,7 @@ def usage() -> str:
     lines = [
         "usage: lightning_depth <command> [options]",
         "",
-        "Depth estimation with PyTorch Lightning: monocular (DIODE) and stereo (Monkaa).",
+        "Depth estimation with PyTorch Lightning: monocular (DIODE) and stereo (Monkaa, Middlebury, KITTI).",
         "",
         "commands:",
     ]
