@@ -28,6 +28,9 @@ the bare network would run at the input's size: not comparable). 384x1248 is a m
 timed with a stand-in session that returns a computed output, and is reported as
 ``<task>_runtime_call_overhead_ms`` (``runtime_call_overhead_ms``: the larger of the two);
 ``runtime_call`` minus ``runtime_session`` says the same within the network's timing noise.
+``<task>_graph_overhead_default`` compares the two graphs on onnxruntime's default session
+options (what :func:`lightning_depth.deploy.load` uses): the runtime's session of the camera
+graph against the bare network's (``ort_fp32_default``), fastest rounds.
 Last line::
 
     RESULT mono_eager_ms=<x> mono_torchscript_ms=<x> mono_ort_fp32_ms=<x> mono_ort_int8_ms=<x>
@@ -92,6 +95,9 @@ def _engines(task: DepthTask, height: int, width: int, folder: Path, threads: in
     int8 = quantize_int8(fp32, folder / "m_int8.onnx", calib)
     print(f"  exported in {time.perf_counter() - t0:.0f} s", flush=True)
     options = ort.SessionOptions()
+    # Sessions timed in turn must not spin their idle threads: on 2 cores one session's
+    # spinning pool slows the next one's run (seen as 2x between identical sessions).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     sessions = {
@@ -107,6 +113,15 @@ def _engines(task: DepthTask, height: int, width: int, folder: Path, threads: in
         with torch.no_grad():
             ts(*inputs)
 
+    # The bare network on onnxruntime's default session options, as the runtime opens files:
+    # compared with the runtime's session of the camera graph (``runtime_session``).
+    default_options = ort.SessionOptions()
+    default_options.log_severity_level = 3
+    default_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    default_session = ort.InferenceSession(
+        str(fp32), default_options, providers=["CPUExecutionProvider"]
+    )
+
     # The camera graph, on the same session options as the bare network.
     t0 = time.perf_counter()
     graph_path = export_model(task, folder / "graph.onnx", "onnx", "fp32", height, width,
@@ -120,6 +135,10 @@ def _engines(task: DepthTask, height: int, width: int, folder: Path, threads: in
     # The runtime: its own session, called with unbatched (H, W, 3) images, against the same
     # session's run on the batch it prepares.
     deployed = load(graph_path, providers=["CPUExecutionProvider"])
+    # (its session on the default options less spinning, as every session timed here)
+    deployed._session = ort.InferenceSession(
+        str(graph_path), default_options, providers=["CPUExecutionProvider"]
+    )
     unbatched = [a[0] for a in images]
     # The runtime's own cost per call (checks, batching, feeds, output) without the network:
     # a copy whose session replays a computed output. The difference of runtime_call and
@@ -132,6 +151,7 @@ def _engines(task: DepthTask, height: int, width: int, folder: Path, threads: in
         "torchscript": torchscript,
         "ort_fp32": lambda: sessions["ort_fp32"].run(None, feeds),
         "ort_int8": lambda: sessions["ort_int8"].run(None, feeds),
+        "ort_fp32_default": lambda: default_session.run(None, feeds),
         "graph_ort_fp32": lambda: graph_session.run(None, graph_feeds),
         "runtime_call": lambda: deployed(*unbatched),
         "runtime_session": lambda: deployed.session.run(None, graph_feeds),
@@ -197,6 +217,9 @@ def main() -> None:
                 fastest["graph_ort_fp32"] / fastest["ort_fp32"] - 1.0
             )
             results[f"{name}_graph_overhead_median"] = ms["graph_ort_fp32"] / ms["ort_fp32"] - 1.0
+            results[f"{name}_graph_overhead_default"] = (
+                fastest["runtime_session"] / fastest["ort_fp32_default"] - 1.0
+            )
             results[f"{name}_runtime_call_overhead_ms"] = ms["runtime_wrapper"]
             print(
                 f"  camera graph overhead {100 * results[f'{name}_graph_overhead']:+.1f} %, "
