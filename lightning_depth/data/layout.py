@@ -26,7 +26,7 @@ import torch
 
 from lightning_depth.io.errors import DataError
 
-__all__ = ["Folder", "Layout", "Sample", "SampleTransform", "Source"]
+__all__ = ["Folder", "Layout", "Sample", "SampleTransform", "Source", "check_pair_sizes"]
 
 PathLike = Union[str, os.PathLike]
 Sample = tuple[PurePath, ...]
@@ -224,3 +224,19 @@ class SampleTransform(Protocol):
     ) -> dict[str, torch.Tensor]:
         """A record -> the item's tensors; random augmentation is drawn from ``generator``
         (``None``: torch's global RNG); ``where`` names the sample in messages."""
+
+
+def check_pair_sizes(
+    left_path: PathLike,
+    left_size: Sequence[int],
+    right_path: PathLike,
+    right_size: Sequence[int],
+    error: type[DataError] = DataError,
+) -> None:
+    """Raise ``error`` naming both files when a stereo pair's images differ in size."""
+    if tuple(left_size) != tuple(right_size):
+        h0, w0 = left_size[:2]
+        h1, w1 = right_size[:2]
+        raise error(
+            f"left image {left_path} is {h0}x{w0} but right image {right_path} is {h1}x{w1} (HxW)"
+        )

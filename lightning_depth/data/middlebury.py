@@ -30,7 +30,7 @@ from PIL import Image
 from lightning_depth.data.base import DepthDataModule, SampleDataset
 from lightning_depth.data.check import probe_rgb
 from lightning_depth.data.generated import Generated
-from lightning_depth.data.layout import Layout, Sample, Source
+from lightning_depth.data.layout import Layout, Sample, Source, check_pair_sizes
 from lightning_depth.data.monkaa import normalize_pair
 from lightning_depth.data.transforms import check_size, format_size, random_crop_window
 from lightning_depth.geometry import Camera
@@ -84,16 +84,6 @@ class MiddleburyError(DataError):
 
 
 # -- reading -------------------------------------------------------------------------------
-
-
-def _check_pair(
-    left_path: PathLike, left_size: Sequence[int], right_path: PathLike, right_size: Sequence[int]
-) -> None:
-    if tuple(left_size) != tuple(right_size):
-        raise DataError(
-            f"left image {left_path} is {format_size(left_size)} but right image "
-            f"{right_path} is {format_size(right_size)} (HxW)"
-        )
 
 
 def read_middlebury_disparity(
@@ -215,7 +205,7 @@ class MiddleburyLayout(Layout):
         left_path, right_path, disp_path, calib_path, *mask_path = paths
         left, right = read_rgb(left_path), read_rgb(right_path)
         size = left.shape[:2]
-        _check_pair(left_path, size, right_path, right.shape[:2])
+        check_pair_sizes(left_path, size, right_path, right.shape[:2])
         disparity = read_middlebury_disparity(disp_path, size, left_path)
         _check_calib(calib_path, size, left_path)
         if mask_path:
@@ -234,7 +224,7 @@ class MiddleburyLayout(Layout):
         decoding them."""
         left_path, right_path, disp_path, calib_path, *mask_path = paths
         size = probe_rgb(left_path)
-        _check_pair(left_path, size, right_path, probe_rgb(right_path))
+        check_pair_sizes(left_path, size, right_path, probe_rgb(right_path))
         read_middlebury_disparity(disp_path, size, left_path)
         _check_calib(calib_path, size, left_path)
         if mask_path:

@@ -27,7 +27,7 @@ from lightning_depth.data.augment import StereoAugment, make_augment
 from lightning_depth.data.base import DepthDataModule, SampleDataset
 from lightning_depth.data.check import probe_rgb
 from lightning_depth.data.generated import Generated
-from lightning_depth.data.layout import Folder, Layout, Sample, Source
+from lightning_depth.data.layout import Folder, Layout, Sample, Source, check_pair_sizes
 from lightning_depth.data.synth_monkaa import STYLES, scene_job
 from lightning_depth.data.synth_things import map_scenes
 from lightning_depth.data.transforms import (
@@ -87,16 +87,6 @@ def sample_name(sample: Sample) -> str:
     return f"{scene_of(sample)}/{PurePath(sample[0]).stem}"
 
 
-def _check_pair(
-    left_path: PathLike, left_size: Sequence[int], right_path: PathLike, right_size: Sequence[int]
-) -> None:
-    if tuple(left_size) != tuple(right_size):
-        raise MonkaaError(
-            f"left image {left_path} is {format_size(left_size)} but right image "
-            f"{right_path} is {format_size(right_size)} (HxW)"
-        )
-
-
 def _read_disparity(
     disp_path: PathLike, left_path: PathLike, left_size: Sequence[int]
 ) -> np.ndarray:
@@ -143,7 +133,7 @@ class MonkaaLayout(Layout):
         """
         left_path, right_path, disp_path = paths
         left, right = read_rgb(left_path), read_rgb(right_path)
-        _check_pair(left_path, left.shape[:2], right_path, right.shape[:2])
+        check_pair_sizes(left_path, left.shape[:2], right_path, right.shape[:2], MonkaaError)
         disparity = _read_disparity(disp_path, left_path, left.shape[:2])
         return {"left": left, "right": right, "disparity": disparity}
 
@@ -152,7 +142,7 @@ class MonkaaLayout(Layout):
         of decoding them (:func:`~lightning_depth.data.check.probe_rgb`)."""
         left_path, right_path, disp_path = paths
         left = probe_rgb(left_path)
-        _check_pair(left_path, left, right_path, probe_rgb(right_path))
+        check_pair_sizes(left_path, left, right_path, probe_rgb(right_path), MonkaaError)
         _read_disparity(disp_path, left_path, left)
 
     def name_of(self, sample: Sample) -> str:
