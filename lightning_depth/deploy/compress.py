@@ -45,6 +45,7 @@ from torch.nn.utils import parametrize
 from lightning_depth.config import build_cli
 from lightning_depth.deploy.checkpoints import load_task
 from lightning_depth.deploy.export import export_model
+from lightning_depth.deploy.runtime import onnx_session
 from lightning_depth.tasks.base import DepthTask
 
 __all__ = [
@@ -168,11 +169,7 @@ def _samples(batches: Iterable[dict], limit: Optional[int] = None) -> list[dict]
 
 
 def _session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx_session(path, ["CPUExecutionProvider"])
 
 
 def _feeds(task: DepthTask, sample: dict) -> dict[str, np.ndarray]:

@@ -58,7 +58,7 @@ import torch
 
 from lightning_depth.deploy.checkpoints import check_checkpoint_task, checkpoint_task, load_task
 from lightning_depth.deploy.graph import GRAPHS, CameraGraph, camera_inputs, describe, min_size
-from lightning_depth.deploy.runtime import METADATA_FILE, METADATA_KEY, load
+from lightning_depth.deploy.runtime import METADATA_FILE, METADATA_KEY, load, onnx_session
 from lightning_depth.tasks.base import DepthTask
 
 __all__ = [
@@ -333,11 +333,7 @@ def run_exported(path: PathLike, inputs: Sequence[torch.Tensor]) -> torch.Tensor
     TorchScript), without the runtime's checks."""
     path = Path(path)
     if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path, ["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
         feeds = {n: _to_numpy(t) for n, t in zip(names, inputs)}
         return torch.from_numpy(np.asarray(session.run(None, feeds)[0]))

@@ -37,7 +37,14 @@ import numpy as np
 
 from lightning_depth.io.errors import DataError
 
-__all__ = ["METADATA_FILE", "METADATA_KEY", "DeployedModel", "load", "read_metadata"]
+__all__ = [
+    "METADATA_FILE",
+    "METADATA_KEY",
+    "DeployedModel",
+    "load",
+    "onnx_session",
+    "read_metadata",
+]
 
 PathLike = Union[str, Path]
 
@@ -60,7 +67,9 @@ def _require_file(path: Path) -> None:
         raise DataError(f"exported model {path} {reason}")
 
 
-def _onnx_session(path: Path, providers: Optional[Sequence[str]] = None, optimize: bool = True):
+def onnx_session(path: Path, providers: Optional[Sequence[str]] = None, optimize: bool = True):
+    """An onnxruntime session of ``path`` (quiet; CUDA first where available unless
+    ``providers`` says otherwise); an unreadable file is a DataError naming it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -126,7 +135,7 @@ def read_metadata(path: PathLike) -> dict:
     path = Path(path)
     _require_file(path)
     if path.suffix == ".onnx":
-        meta = _onnx_session(path, ["CPUExecutionProvider"], optimize=False).get_modelmeta()
+        meta = onnx_session(path, ["CPUExecutionProvider"], optimize=False).get_modelmeta()
         return _parse(path, meta.custom_metadata_map.get(METADATA_KEY))
     return _parse(path, _torchscript_metadata_text(path))
 
@@ -155,7 +164,7 @@ class DeployedModel:
         self.path = Path(path)
         _require_file(self.path)
         if self.path.suffix == ".onnx":
-            self._session = _onnx_session(self.path, providers)
+            self._session = onnx_session(self.path, providers)
             text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
             self.metadata = _parse(self.path, text)
             self._feed_names = [i.name for i in self._session.get_inputs()]
