@@ -31,11 +31,14 @@ Memory: unless ``--default-malloc`` is given, the script first calls
 the system and faulting it in again: 4,000-8,000 page faults and 12-20 ms of system time per
 pass at 384x1248 otherwise). It changes no result; the first lines say whether it applied.
 
-OpenMP: unless ``OMP_WAIT_POLICY`` is already set, this script sets it to ``PASSIVE`` before
-importing torch. With the default (spinning) policy, a worker thread that finishes early spins
-on the core that a descheduled sibling needs; on a 2-core machine shared with other processes
-that made every step several times slower (measured: 3 stages 448 ms -> 118 ms, training
-17 s -> 1.2 s per step). Run with ``OMP_WAIT_POLICY=ACTIVE`` to measure the default.
+OpenMP: the script leaves ``OMP_WAIT_POLICY`` as the environment sets it, so the figures are
+what a program started the usual way gets (libgomp's default: idle threads spin a while before
+they sleep). On a quiet machine that is the fastest setting: the C kernels run on PyTorch's own
+OpenMP threads, which are still awake between operators (measured on the 2-core machine:
+3 stages + SPN 29 ms by default, 44 ms with ``OMP_WAIT_POLICY=PASSIVE``, whose sleeping
+threads are woken for each of the ~150 parallel regions of a pass). On a machine shared with
+other processes, spinning threads take cores that a descheduled sibling needs; there
+``OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_stereo.py`` measures the robust setting.
 """
 
 from __future__ import annotations
@@ -45,13 +48,11 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP runtime's start
+import torch
 
-import torch  # noqa: E402
-
-from lightning_depth.losses.stereo import multi_stage_smooth_l1  # noqa: E402
-from lightning_depth.models import native  # noqa: E402
-from lightning_depth.models.anynet import AnyNet  # noqa: E402
+from lightning_depth.losses.stereo import multi_stage_smooth_l1
+from lightning_depth.models import native
+from lightning_depth.models.anynet import AnyNet
 
 
 def _time_once(fn) -> float:
@@ -159,12 +160,14 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, "
-        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, freed memory retained: {retained}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, "
+        f"freed memory retained: {retained}"
     )
     kernels = native.native_kernels()
     print(
         f"C kernels: {'available, ' + str(kernels.path) if kernels.available else kernels.reason}"
-        " (the default path uses them where available)"
+        " (the default path uses them where available); threads: "
+        f"{'OpenMP (PyTorch pool)' if kernels.available and native.uses_openmp(kernels.library) else 'Python'}"
     )
     times = bench_inference(rounds, 384, 1248)
     seconds = {name: statistics.median(t) for name, t in times.items()}

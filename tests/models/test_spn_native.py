@@ -194,3 +194,45 @@ def test_build_falls_back_to_a_temporary_folder(kernels, tmp_path, monkeypatch):
     assert built.available
     assert built.path.parent.parent == tmp_path
     assert built.path.parent.name.startswith("lightning_depth_native_")
+
+
+def _mapped_libgomp() -> set[str]:
+    with open("/proc/self/maps") as maps:
+        return {line.split()[-1] for line in maps if "libgomp" in line.split()[-1]}
+
+
+def test_kernels_share_pytorchs_openmp_pool(kernels):
+    """Built with OpenMP, the kernels bind to the libgomp PyTorch already loaded: a second
+    OpenMP runtime would start a second pool of threads competing with PyTorch's."""
+    assert native.uses_openmp(kernels.library)
+    libraries = _mapped_libgomp()
+    assert len(libraries) == 1, libraries
+    assert "torch" in next(iter(libraries))
+
+
+def _forked_spn(kernels, inputs, connection) -> None:
+    # as a plain list: a tensor would travel through shared memory the child's exit frees
+    out = native.spn_forward(kernels.library, *inputs)
+    connection.send((native.uses_openmp(kernels.library), out.tolist()))
+
+
+def test_forked_child_splits_with_python_threads(kernels):
+    """In a forked child (a data-loader worker) the parent's OpenMP threads are gone; the
+    kernels fall back to Python threads there and give the parent's result, not a hang."""
+    import multiprocessing
+
+    gen = torch.Generator().manual_seed(5)
+    inputs = _gates((2, 3, 9, 11), torch.float64, gen)
+    expected = native.spn_forward(kernels.library, *inputs)
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_forked_spn, args=(kernels, inputs, sender))
+    child.start()
+    assert receiver.poll(60), "the forked child did not answer within 60 s (a hung pool?)"
+    used_openmp, result = receiver.recv()
+    result = torch.tensor(result, dtype=torch.float64)
+    child.join(10)
+    assert child.exitcode == 0
+    assert not used_openmp
+    torch.testing.assert_close(result, expected, rtol=0, atol=0)
+    torch.testing.assert_close(result, _reference(*inputs), rtol=1e-12, atol=1e-12)
