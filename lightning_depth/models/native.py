@@ -626,7 +626,7 @@ def _load(path: Path) -> ctypes.CDLL:
             function.restype = ctypes.c_int if returns_status else None
     library.native_openmp.argtypes = []
     library.native_openmp.restype = ctypes.c_int64
-    library.openmp_pid = os.getpid() if library.native_openmp() else None  # see _openmp
+    library.openmp_pid = os.getpid() if library.native_openmp() else None  # see uses_openmp
     return library
 
 
@@ -741,9 +741,9 @@ def inference_kernels(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
     return native_kernels().library
 
 
-def _pointer(t: Optional[torch.Tensor], offset: int = 0) -> Optional[ctypes.c_void_p]:
-    """The address of ``t``'s element ``offset`` (of its contiguous storage), or NULL."""
-    return None if t is None else ctypes.c_void_p(t.data_ptr() + offset * t.element_size())
+def _pointer(t: Optional[torch.Tensor]) -> Optional[ctypes.c_void_p]:
+    """The address of ``t``'s first element, or NULL."""
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
 
 
 @functools.lru_cache(maxsize=1)
