@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from lightning_depth.ablation.config import load_ablation_config
+from lightning_depth.ablation.config import check_seeds, load_ablation_config
 from lightning_depth.ablation.report import markdown_table
 from lightning_depth.ablation.run import run_ablation
 
@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
         help="LightningCLI configs replacing the ablation's base (e.g. configs/mono/diode_414.yaml)",
     )
     parser.add_argument("--only", nargs="+", default=None, help="names of the variants to run")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="train every variant once per seed (replaces the config's seeds); the table "
+        "shows mean ± std and the report compares the variants seed by seed",
+    )
     parser.add_argument("--wandb", action="store_true", help="log each variant to W&B in one group")
     parser.add_argument("--wandb-project", default=None)
     parser.add_argument("--wandb-group", default=None)
@@ -45,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """``lightning_depth ablate --config FILE [--out DIR] [--wandb] [--only NAME ...]
-    [--base CONFIG ...] [LightningCLI overrides]``."""
+    [--seeds N ...] [--base CONFIG ...] [LightningCLI overrides]``."""
     parser = _parser()
     args, overrides = parser.parse_known_args(list(argv))
     if overrides and not overrides[0].startswith("--"):
@@ -58,6 +66,8 @@ def main(argv: Sequence[str]) -> int:
         if missing:
             parser.error(f"--base configs not found: {missing}")
         config.base = [str(Path(b).resolve()) for b in args.base]
+    if args.seeds is not None:
+        config.seeds = check_seeds(args.seeds, "--seeds")
     if args.wandb_project:
         config.wandb["project"] = args.wandb_project
     if args.wandb_group:

@@ -11,20 +11,23 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-__all__ = ["AblationConfig", "Variant", "load_ablation_config"]
+__all__ = ["AblationConfig", "ExtraTest", "Variant", "load_ablation_config"]
 
 #: keys an ablation config may hold.
 KNOWN_KEYS = (
+    "also_test",
     "args",
     "base",
     "checkpoint",
     "columns",
     "name",
     "report",
+    "seeds",
     "task",
     "variants",
     "wandb",
 )
+EXTRA_TEST_KEYS = ("name", "data", "init_args")
 CHECKPOINTS = ("last", "best")
 
 #: ``resolve(value, what)``: a config path relative to the ablation config, made absolute.
@@ -54,6 +57,22 @@ class Variant:
 
 
 @dataclass
+class ExtraTest:
+    """A further test set every trained variant is tested on (e.g. a real benchmark pair).
+
+    Args:
+        name: short name; its metrics are reported as ``<name>/<key>`` and its table columns
+            as ``<headline label>, <name>``.
+        data: absolute path of a LightningCLI data config (``class_path`` and ``init_args``).
+        init_args: overrides of that config's ``init_args`` (e.g. ``{root: null}``).
+    """
+
+    name: str
+    data: str
+    init_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class AblationConfig:
     """A parsed ablation config; see :mod:`lightning_depth.ablation` for the file format.
 
@@ -70,6 +89,9 @@ class AblationConfig:
             (the best validation epoch; the trainer needs a best checkpoint callback).
         samples: test samples in the qualitative grid and the per-sample bars.
         timing_repeats: forward passes timed per timed part (the median is reported).
+        seeds: ``seed_everything`` values; every variant is trained once per seed and the
+            table shows mean +- standard deviation. Empty: one run with the base config's seed.
+        also_test: further test sets each trained variant is tested on.
         wandb: W&B settings (``enabled``, ``project``, ``group``, ``entity``, ``tags``).
         path: the file it was read from.
     """
@@ -83,6 +105,8 @@ class AblationConfig:
     checkpoint: str = "last"
     samples: int = 4
     timing_repeats: int = 5
+    seeds: list[int] = field(default_factory=list)
+    also_test: list[ExtraTest] = field(default_factory=list)
     wandb: dict[str, Any] = field(default_factory=dict)
     path: Optional[Path] = None
 
@@ -109,6 +133,8 @@ def load_ablation_config(path: str | Path) -> AblationConfig:
         checkpoint=_checkpoint(raw, path),
         samples=_count(report, "samples", 4, path, minimum=0),
         timing_repeats=_count(report, "timing_repeats", 5, path, minimum=1),
+        seeds=check_seeds(raw.get("seeds"), str(path)),
+        also_test=_extra_tests(raw.get("also_test"), path, resolve),
         wandb=_mapping(raw, "wandb", path),
         path=path,
     )
@@ -221,3 +247,54 @@ def _count(section: dict[str, Any], key: str, default: int, path: Path, minimum:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{path}: report.{key} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def check_seeds(value: Any, where: str) -> list[int]:
+    """``seeds`` as a list of distinct integers (``None``: no list).
+
+    Raises:
+        ValueError: not a list of distinct integers (the message starts with ``where``).
+    """
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ValueError(f"{where}: seeds must be a list of distinct integers, got {value!r}")
+    return list(value)
+
+
+def _extra_tests(value: Any, path: Path, resolve: Resolver) -> list[ExtraTest]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{path}: also_test must be a list of mappings with 'name' and 'data'")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or "name" not in item or "data" not in item:
+            raise ValueError(
+                f"{path}: also_test entry {i} must be a mapping with 'name' and 'data' "
+                f"(a data config), got {item!r}"
+            )
+        unknown = sorted(set(item) - set(EXTRA_TEST_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{path}: also_test entry {i}: unknown keys {unknown}; expected some of "
+                f"{list(EXTRA_TEST_KEYS)}"
+            )
+        init_args = item.get("init_args") or {}
+        if not isinstance(init_args, dict):
+            raise ValueError(f"{path}: also_test entry {i}: init_args must be a mapping")
+        name = str(item["name"])
+        if not name or "/" in name:
+            raise ValueError(f"{path}: also_test entry {i}: name must be non-empty, without '/'")
+        out.append(
+            ExtraTest(name, resolve(str(item["data"]), f"also_test {name!r} data"), init_args)
+        )
+    if len({t.name for t in out}) != len(out):
+        raise ValueError(f"{path}: also_test names must differ: {[t.name for t in out]}")
+    return out

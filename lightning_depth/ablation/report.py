@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lightning_depth.ablation.plots import write_plots
+from lightning_depth.ablation.stats import compare_to_first, orders
 
 __all__ = ["markdown_table", "table", "timed_parts", "write_report"]
 
@@ -47,17 +48,24 @@ def _timing_header(parts: Sequence[str]) -> list[str]:
     return [f"{_part_label(p)} (ms)" for p in parts]
 
 
-def _headline_cell(test: dict[str, float], headline: dict[str, Any]) -> str:
+def _headline_cell(
+    test: dict[str, float], headline: dict[str, Any], std: Optional[dict[str, float]] = None
+) -> str:
     value = test.get(headline["key"])
-    scaled = None if value is None else headline.get("scale", 1.0) * value
-    return _fmt(scaled, headline.get("digits", 4))
+    scale, digits = headline.get("scale", 1.0), headline.get("digits", 4)
+    cell = _fmt(None if value is None else scale * value, digits)
+    spread = (std or {}).get(headline["key"])
+    if value is None or spread is None:
+        return cell
+    return f"{cell} ± {_fmt(scale * spread, digits)}"
 
 
 def table(results: dict[str, Any], columns: Sequence[str] = ()) -> dict[str, list]:
     """The report's table as ``{"header": [...], "rows": [[str, ...], ...]}``.
 
     Columns: variant, the ``columns`` fields, parameters, one per headline (its label,
-    ``scale * value`` with its digits; ``n/a`` when missing), then the inference time: one
+    ``scale * value`` with its digits; ``n/a`` when missing; ``mean ± std`` when the variant
+    ran several seeds), then the inference time: one
     column if the task times one part, else one per part (``–`` where a variant lacks it).
     """
     variants = results["variants"]
@@ -68,7 +76,7 @@ def table(results: dict[str, Any], columns: Sequence[str] = ()) -> dict[str, lis
     rows = []
     for v in variants:
         row = [v["name"], *[v["info"].get(c, "") for c in columns], f"{v['parameters']:,}"]
-        row += [_headline_cell(v["test"], h) for h in headlines]
+        row += [_headline_cell(v["test"], h, v.get("test_std")) for h in headlines]
         times = v["inference_ms"]
         row += [_fmt(times[p], 2) if p in times else NOT_RUN for p in parts]
         rows.append(row)
@@ -109,6 +117,11 @@ def write_report(
         {k: v for k, v in r.items() if k != "pictures"} for r in results["variants"]
     ]
     clean["table"] = table(clean, columns)
+    if all("runs" in v for v in clean["variants"]):
+        headlines = clean.get("headlines") or []
+        clean["comparison"] = compare_to_first(clean["variants"], headlines)
+        ranked = [orders(clean["variants"], h) for h in headlines]
+        clean["orders"] = [order for order in ranked if order["mean"]]
     clean["columns"] = list(columns)
     clean["plots"] = {key: name for key, name, _ in plots}
     (out / "results.json").write_text(json.dumps(clean, indent=2, allow_nan=True) + "\n")
@@ -121,14 +134,61 @@ def _setup_sentence(results: dict[str, Any]) -> list[str]:
     setup = results.get("setup")
     if not setup:
         return []
+    seeds = results.get("seeds") or []
+    seed = (
+        f"seeds {', '.join(map(str, seeds))} (mean ± standard deviation over the seeds; "
+        f"plots, per-sample values and times from seed {seeds[0]})"
+        if len(seeds) > 1
+        else f"seed {setup.get('seed')}"
+    )
+    extras = [e["name"] for e in results.get("also_test") or []]
+    also = f" Also tested on: {', '.join(extras)}." if extras else ""
     return [
         f"Data: `{setup.get('data')}` at `{setup.get('root')}`; "
         f"{setup.get('train_samples')} training, {setup.get('val_samples')} validation and "
-        f"{setup.get('test_samples')} test samples; seed {setup.get('seed')}; "
+        f"{setup.get('test_samples')} test samples; {seed}; "
         f"{setup.get('max_epochs')} epoch(s); tested with the "
-        f"{results.get('checkpoint', 'last')} weights.",
+        f"{results.get('checkpoint', 'last')} weights.{also}",
         "",
     ]
+
+
+def _comparison_lines(results: dict[str, Any]) -> list[str]:
+    comparison = results.get("comparison") or []
+    if not comparison:
+        return []
+    scales = {h["key"]: h for h in results.get("headlines") or []}
+    reference = comparison[0]["reference"]
+    lines = [
+        "",
+        f"Against {reference}, seed by seed (variant minus {reference}; relative to "
+        f"{reference}'s mean; runs where the variant is better):",
+        "",
+        "| Variant | Metric | Difference | Relative | Better in |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for c in comparison:
+        h = scales[c["key"]]
+        scale, digits = h.get("scale", 1.0), h.get("digits", 4)
+        diff = f"{scale * c['diff_mean']:+.{digits}f}"
+        if c["diff_std"] is not None:
+            diff += f" ± {_fmt(scale * c['diff_std'], digits)}"
+        relative = MISSING if c["relative"] is None else f"{100 * c['relative']:+.1f}%"
+        lines.append(
+            f"| {c['variant']} | {c['label']} | {diff} | {relative} | {c['better']}/{c['runs']} |"
+        )
+    # The order by each test set's primary headline (the task's first).
+    first_key = (results.get("headlines") or [{"key": ""}])[0]["key"]
+    for order in results.get("orders") or []:
+        primary = order["key"] == first_key or order["key"].endswith("/" + first_key)
+        if len(order["per_seed"]) < 2 or not primary:
+            continue
+        label = scales[order["key"]]["label"]
+        verdict = "the same in every seed" if order["stable"] else "NOT the same in every seed"
+        lines += ["", f"Order by {label}, best first: {verdict}."]
+        lines += [f"- mean: {' > '.join(order['mean'])}"]
+        lines += [f"- seed {e['seed']}: {' > '.join(e['order'])}" for e in order["per_seed"]]
+    return lines
 
 
 def _timing_sentence(results: dict[str, Any]) -> str:
@@ -149,6 +209,7 @@ def _markdown(results: dict[str, Any], captions: dict[str, str]) -> str:
     lines += [markdown_table(results["table"]), ""]
     note = results.get("metrics_note", "")
     lines += [f"{note} {_timing_sentence(results)}".strip()]
+    lines += _comparison_lines(results)
     lines += ["", "| Variant | Fit time (s) |", "|---|---:|"]
     lines += [f"| {v['name']} | {v['fit_seconds']:.1f} |" for v in results["variants"]]
     if results.get("wandb_group"):

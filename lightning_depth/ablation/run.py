@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lightning_depth.ablation.config import AblationConfig, Variant
+import yaml
+
+from lightning_depth.ablation.config import AblationConfig, ExtraTest, Variant
 from lightning_depth.ablation.measure import (
     describe_task,
     device_name,
@@ -18,10 +20,12 @@ from lightning_depth.ablation.measure import (
     time_parts,
 )
 from lightning_depth.ablation.report import write_report
+from lightning_depth.ablation.stats import combine_runs, prefixed_headlines
 from lightning_depth.callbacks.checkpoints import BestCheckpoint
 from lightning_depth.config import DepthCLI, build_cli
 
 __all__ = [
+    "build_extra_test",
     "build_variant",
     "cli_args",
     "logger_configs",
@@ -36,7 +40,10 @@ BEST_CHECKPOINT_ARG = "--trainer.callbacks+=lightning_depth.callbacks.BestCheckp
 
 # -- one variant's LightningCLI -----------------------------------------------------------------
 def logger_configs(
-    variant: Variant, variant_dir: Path, wandb: Optional[dict[str, Any]] = None
+    variant: Variant,
+    variant_dir: Path,
+    wandb: Optional[dict[str, Any]] = None,
+    seed: Optional[int] = None,
 ) -> list[dict[str, Any]]:
     """LightningCLI ``trainer.logger`` entries of one variant: always a CSVLogger (the report
     reads its ``metrics.csv``), plus a WandbLogger in the ablation's group when ``wandb`` is
@@ -51,7 +58,7 @@ def logger_configs(
         init_args = {
             "project": wandb.get("project", "lightning_depth"),
             "group": wandb["group"],
-            "name": variant.name,
+            "name": variant.name if seed is None else f"{variant.name} (seed {seed})",
             "job_type": "ablation",
             "save_dir": str(variant_dir),
             "tags": list(wandb.get("tags", [])),
@@ -71,19 +78,22 @@ def cli_args(
     variant_dir: Path,
     overrides: Sequence[str] = (),
     wandb: Optional[dict[str, Any]] = None,
+    seed: Optional[int] = None,
 ) -> list[str]:
     """LightningCLI arguments of one variant, later ones winning: base configs, the variant's
     model, shared args, the variant's args, the user's overrides, then the ablation's own
-    output folder and loggers."""
+    seed (when it runs several), output folder and loggers."""
     args: list[str] = []
     for base in config.base:
         args += ["--config", base]
     if variant.model:
         args += ["--model", variant.model]
     args += [*config.args, *variant.args, *overrides]
+    if seed is not None:
+        args.append(f"--seed_everything={seed}")
     args += [
         f"--trainer.default_root_dir={variant_dir}",
-        "--trainer.logger=" + json.dumps(logger_configs(variant, variant_dir, wandb)),
+        "--trainer.logger=" + json.dumps(logger_configs(variant, variant_dir, wandb, seed)),
     ]
     return args
 
@@ -94,6 +104,7 @@ def build_variant(
     variant_dir: Path,
     overrides: Sequence[str] = (),
     wandb: Optional[dict[str, Any]] = None,
+    seed: Optional[int] = None,
 ) -> DepthCLI:
     """One variant's LightningCLI with its model, data and trainer built (not run).
 
@@ -101,7 +112,7 @@ def build_variant(
         ValueError: the config names a ``task`` and the variant builds another, or
             ``checkpoint: best`` and the trainer keeps no best checkpoint.
     """
-    cli = build_cli(cli_args(config, variant, variant_dir, overrides, wandb), run=False)
+    cli = build_cli(cli_args(config, variant, variant_dir, overrides, wandb, seed), run=False)
     name = cli.model.name
     if config.task is not None and name != config.task:
         raise ValueError(
@@ -122,6 +133,30 @@ def _keeps_best(callback: Any) -> bool:
     return isinstance(callback, BestCheckpoint) or getattr(callback, "monitor", None) is not None
 
 
+def build_extra_test(extra: ExtraTest) -> Any:
+    """The DataModule of a further test set: its data config's ``class_path`` built with the
+    config's ``init_args`` updated by the entry's.
+
+    Raises:
+        ValueError: the data config has no ``class_path`` (the message names the file).
+    """
+    from lightning.pytorch.cli import instantiate_class
+
+    raw = yaml.safe_load(Path(extra.data).read_text())
+    if not isinstance(raw, dict) or "class_path" not in raw:
+        raise ValueError(
+            f"{extra.data}: also_test {extra.name!r} needs a data config with a class_path"
+        )
+    init_args = {**(raw.get("init_args") or {}), **extra.init_args}
+    return instantiate_class((), {"class_path": raw["class_path"], "init_args": init_args})
+
+
+def _test_metrics(logged: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    return {
+        prefix + k.split("/", 1)[1]: float(v) for k, v in logged.items() if k.startswith("test/")
+    }
+
+
 # -- fit, test, measure ---------------------------------------------------------------------------
 def run_variant(
     config: AblationConfig,
@@ -129,21 +164,28 @@ def run_variant(
     out: Path,
     overrides: Sequence[str] = (),
     wandb: Optional[dict[str, Any]] = None,
+    seed: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Fit one variant, test it, and return its results (numbers, curves, pictures).
+    """Fit one variant (with ``seed_everything=seed`` when given), test it on the test split
+    and on each of ``config.also_test``, and return its results (numbers, curves, pictures).
 
     Returns:
         a dict with ``name``, ``info``, ``parameters`` (the task's ``parameter_count()``),
-        ``test`` (epoch test metrics), ``per_sample`` (``names`` plus metric lists),
-        ``inference_ms`` (``{timed part: ms}``), ``fit_seconds``, ``curves`` (see
+        ``test`` (epoch test metrics; those of a further test set as ``<name>/<key>``),
+        ``per_sample`` (``names`` plus metric lists),
+        ``inference_ms`` (``{timed part: ms}``), ``extra_headlines`` (the task's headlines on
+        each further test set, see :func:`~lightning_depth.ablation.stats.prefixed_headlines`),
+        ``fit_seconds``, ``curves`` (see
         :func:`read_loss_curves`), ``pictures`` (not JSON-serialisable; dropped by
         :func:`~lightning_depth.ablation.report.write_report`), ``log_dir``, ``setup``
         (seed, epochs, split sizes) and the task's description
         (:func:`~lightning_depth.ablation.measure.describe_task`).
     """
     variant_dir = out / "variants" / variant.slug
+    if seed is not None:
+        variant_dir = variant_dir / f"seed_{seed}"
     variant_dir.mkdir(parents=True, exist_ok=True)
-    cli = build_variant(config, variant, variant_dir, overrides, wandb)
+    cli = build_variant(config, variant, variant_dir, overrides, wandb, seed)
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     parameters = model.parameter_count()
     start = time.perf_counter()
@@ -151,10 +193,17 @@ def run_variant(
     fit_seconds = time.perf_counter() - start
     ckpt = "best" if config.checkpoint == "best" else None
     logged = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-    test = {k.split("/", 1)[1]: float(v) for k, v in logged.items() if k.startswith("test/")}
+    test = _test_metrics(logged)
     passed = per_sample_pass(model, datamodule.test_dataloader(), config.samples)
     first = next(iter(datamodule.test_dataloader()))
     inference_ms = time_parts(model, first, config.timing_repeats)
+    description = describe_task(model)  # before a benchmark set adds its own headlines
+    headlines_extra: list[dict[str, Any]] = []
+    for extra in config.also_test:
+        # The weights just tested (the best ones were loaded for checkpoint: best).
+        logged = trainer.test(model, datamodule=build_extra_test(extra), verbose=False)[0]
+        test.update(_test_metrics(logged, prefix=f"{extra.name}/"))
+        headlines_extra += prefixed_headlines(describe_task(model)["headlines"], extra.name)
     csv_logger = trainer.loggers[0]
     for logger in trainer.loggers[1:]:
         _finish_wandb(logger, {"num_parameters": parameters, "fit_seconds": fit_seconds})
@@ -173,7 +222,8 @@ def run_variant(
         "name": variant.name,
         "info": dict(variant.info),
         "model_config": variant.model,
-        **describe_task(model),
+        **description,
+        "extra_headlines": headlines_extra,
         "parameters": parameters,
         "test": test,
         "per_sample": {"names": passed["names"], **passed["values"]},
@@ -289,17 +339,23 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     variants = _selected(config, only)
     settings = _wandb_settings(config, wandb)
+    seeds: list[Optional[int]] = list(config.seeds) or [None]
     start = time.perf_counter()
-    results = []
+    runs: list[list[dict[str, Any]]] = []
     for variant in variants:
-        print(f"[ablate] {config.name}: variant {variant.name!r}", flush=True)
-        results.append(run_variant(config, variant, out, overrides, settings))
-    _check_comparable(results)
+        runs.append([])
+        for seed in seeds:
+            what = f"variant {variant.name!r}" + ("" if seed is None else f", seed {seed}")
+            print(f"[ablate] {config.name}: {what}", flush=True)
+            runs[-1].append(run_variant(config, variant, out, overrides, settings, seed))
+    _check_comparable([run for variant_runs in runs for run in variant_runs])
+    results = [combine_runs(variant_runs) for variant_runs in runs]
     # The task's headlines and note are the same for every variant: state them once.
-    shared = {k: results[0][k] for k in ("headlines", "metrics_note")}
+    shared = {k: results[0][k] for k in ("headlines", "metrics_note", "extra_headlines")}
     for result in results:
         for key in shared:
             result.pop(key)
+    shared["headlines"] = shared["headlines"] + shared.pop("extra_headlines")
     summary = {
         "name": config.name,
         "task": results[0]["task"],
@@ -308,6 +364,10 @@ def run_ablation(
         "base": config.base,
         "overrides": list(overrides),
         "checkpoint": config.checkpoint,
+        "seeds": list(config.seeds),
+        "also_test": [
+            {"name": e.name, "data": e.data, "init_args": e.init_args} for e in config.also_test
+        ],
         "wandb_group": settings["group"] if settings else None,
         "total_seconds": time.perf_counter() - start,
         "setup": results[0]["setup"],

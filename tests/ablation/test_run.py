@@ -42,7 +42,19 @@ def test_real_data_base_gives_the_papers_setup_with_the_variants_model(tmp_path:
     assert cli.model.net.depth == 3  # the variant's model, not the base's 4-1-4
 
 
-@pytest.mark.parametrize(("path", "counts"), [(MONO, MONO_COUNTS), (STEREO, STEREO_COUNTS)])
+STEREO_THINGS = CONFIGS / "ablation" / "stereo_things.yaml"
+MONO_PHOTO = CONFIGS / "ablation" / "mono_photo.yaml"
+
+
+@pytest.mark.parametrize(
+    ("path", "counts"),
+    [
+        (MONO, MONO_COUNTS),
+        (STEREO, STEREO_COUNTS),
+        (MONO_PHOTO, MONO_COUNTS),
+        (STEREO_THINGS, STEREO_COUNTS),
+    ],
+)
 def test_shipped_variants_have_the_paper_parameter_counts(
     tmp_path: Path, path: Path, counts: list[int]
 ) -> None:
@@ -117,3 +129,36 @@ def test_read_loss_curves_takes_epoch_values(tmp_path: Path) -> None:
     assert curves["val/loss_stage1"] == {"epoch": [0, 1], "value": [2.0, 1.5]}
     with pytest.raises(FileNotFoundError, match="nothing.csv"):
         read_loss_curves(tmp_path / "nothing.csv")
+
+
+def test_seeded_stereo_ablation_fine_tunes_the_shipped_stages(tmp_path: Path) -> None:
+    config = load_ablation_config(STEREO_THINGS)
+    variant = config.variants[1]  # SPN-1
+    cli = build_variant(config, variant, tmp_path, seed=7)
+    assert cli.config["seed_everything"] == 7  # the ablation's seed over the recipe's 42
+    (init,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "InitWeights"]
+    assert (init.source, init.exclude) == ("anynet_spn8", ["net.spn.*"])
+    data = cli.config["data"]["init_args"]
+    assert (data["synth_seed"], data["synth_scenes"], list(data["size"])) == (1, 400, [128, 256])
+    assert data["augment"] is True  # the recipe's training, kept
+    assert cli.trainer.max_epochs == 8
+    assert cli.model.net.spn_channels == 1
+    optimizer = cli.model.configure_optimizers()
+    assert optimizer["optimizer"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert optimizer["lr_scheduler"]["scheduler"].T_max == 8
+
+
+def test_seeded_mono_ablation_keeps_the_recipes_loss(tmp_path: Path) -> None:
+    config = load_ablation_config(MONO_PHOTO)
+    built = [build_variant(config, v, tmp_path / v.slug, seed=0) for v in config.variants]
+    assert [c.model.net.depth for c in built] == [4, 3, 3]
+    assert [type(c.model.net.down[0].act).__name__ for c in built] == [
+        "LeakyReLU",
+        "LeakyReLU",
+        "SiLU",
+    ]
+    for cli in built:
+        assert cli.model.loss_fn.smoothness == "edge_aware"  # the corrected loss
+        assert cli.model.net.head_type == "linear"
+        assert cli.config["data"]["init_args"]["synth_style"] == "photo"
+        assert cli.trainer.max_epochs == 3
