@@ -13,7 +13,7 @@ shares (``base``: data, trainer budget, seed), extra LightningCLI arguments for 
     args: [--trainer.callbacks=[]]
     columns: [structure, activation]  # variant fields shown in the table
     checkpoint: last                  # or best (needs a best checkpoint callback)
-    seeds: [0, 1, 2]                  # optional: each variant once per seed_everything
+    seeds: [0, 1, 2]                  # optional: each variant once per seed (init, order, aug.)
     also_test:                        # optional: further test sets, e.g. a real pair
       - {name: Motorcycle, data: ../data/middlebury.yaml, init_args: {root: null}}
     variants:

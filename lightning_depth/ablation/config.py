@@ -89,8 +89,10 @@ class AblationConfig:
             (the best validation epoch; the trainer needs a best checkpoint callback).
         samples: test samples in the qualitative grid and the per-sample bars.
         timing_repeats: forward passes timed per timed part (the median is reported).
-        seeds: ``seed_everything`` values; every variant is trained once per seed and the
-            table shows mean +- standard deviation. Empty: one run with the base config's seed.
+        seeds: every variant is trained once per seed (``seed_everything`` and the data's
+            ``shuffle_seed``: initialisation, training order and augmentation; the split stays
+            the same) and the table shows mean +- standard deviation. Empty: one run with the
+            base config's seeds.
         also_test: further test sets each trained variant is tested on.
         wandb: W&B settings (``enabled``, ``project``, ``group``, ``entity``, ``tags``).
         path: the file it was read from.

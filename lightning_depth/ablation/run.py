@@ -90,7 +90,9 @@ def cli_args(
         args += ["--model", variant.model]
     args += [*config.args, *variant.args, *overrides]
     if seed is not None:
-        args.append(f"--seed_everything={seed}")
+        # The weights' initialisation and the training order and augmentation vary with the
+        # seed; the split stays the data's own (data.init_args.seed), the same for every run.
+        args += [f"--seed_everything={seed}", f"--data.init_args.shuffle_seed={seed}"]
     args += [
         f"--trainer.default_root_dir={variant_dir}",
         "--trainer.logger=" + json.dumps(logger_configs(variant, variant_dir, wandb, seed)),

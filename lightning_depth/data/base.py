@@ -114,7 +114,10 @@ class DepthDataModule(L.LightningDataModule):
         test_fraction: share held out for test (0: test uses validation).
         size: training network input ``[H, W]``.
         hflip: random horizontal flips of the training split (where the dataset has them).
-        seed: seed of the split, of the shuffle and of the augmentation.
+        seed: seed of the split, and of the shuffle and augmentation unless ``shuffle_seed``
+            is given.
+        shuffle_seed: seed of the training shuffle and augmentation only (``None``: ``seed``):
+            other training runs on the same split, e.g. an ablation's seeds.
         batch_size: training batch size.
         eval_batch_size: val/test/predict batch size (default ``batch_size``).
         num_workers: DataLoader workers; ``None``: what the machine has to spare, decided
@@ -155,6 +158,7 @@ class DepthDataModule(L.LightningDataModule):
         size: tuple[int, int] = (256, 256),
         hflip: bool = False,
         seed: int = 42,
+        shuffle_seed: Optional[int] = None,
         batch_size: int = 8,
         eval_batch_size: Optional[int] = None,
         num_workers: Optional[int] = None,
@@ -197,6 +201,7 @@ class DepthDataModule(L.LightningDataModule):
         self.size = check_size(size, "size")
         self.hflip = hflip
         self.seed = seed
+        self.shuffle_seed = seed if shuffle_seed is None else shuffle_seed
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
@@ -376,7 +381,9 @@ class DepthDataModule(L.LightningDataModule):
         from lightning_depth.data.streaming import ShardDataset
 
         base = self.shards.rstrip("/")
-        common = dict(seed=self.seed, cache_dir=self.cache_dir, endpoint_url=self.endpoint_url)
+        common = dict(
+            seed=self.shuffle_seed, cache_dir=self.cache_dir, endpoint_url=self.endpoint_url
+        )
         evaluation = self.make_transform(training=False)
 
         def split(name: str) -> Dataset:
@@ -431,7 +438,7 @@ class DepthDataModule(L.LightningDataModule):
             pin_memory=pin_memory,
             persistent_workers=self.persistent_workers,
             trainer=self.trainer,
-            seed=self.seed,
+            seed=self.shuffle_seed,
         )
 
     def train_dataloader(self) -> DataLoader:

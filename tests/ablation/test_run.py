@@ -136,6 +136,7 @@ def test_seeded_stereo_ablation_fine_tunes_the_shipped_stages(tmp_path: Path) ->
     variant = config.variants[1]  # SPN-1
     cli = build_variant(config, variant, tmp_path, seed=7)
     assert cli.config["seed_everything"] == 7  # the ablation's seed over the recipe's 42
+    assert cli.datamodule.shuffle_seed == 7 and cli.datamodule.seed == 42  # same split
     (init,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "InitWeights"]
     assert (init.source, init.exclude) == ("anynet_spn8", ["net.spn.*"])
     data = cli.config["data"]["init_args"]

@@ -261,3 +261,38 @@ def test_datamodule_augments_training_batches_only(tmp_path):
     c = next(iter(again.train_dataloader()))
     assert all(torch.equal(b[k], c[k]) for k in ("left", "right", "disparity"))
     assert MonkaaDataModule(**common, augment={"eraser_p": 0.0}).augment.eraser_p == 0.0
+
+
+def test_shuffle_seed_changes_order_and_augmentation_not_the_split(tmp_path):
+    common = dict(
+        synth_dir=str(tmp_path / "set"),
+        synth_scenes=4,
+        synth_frames=2,
+        synth_size=(40, 72),
+        size=(16, 32),
+        batch_size=2,
+        val_fraction=0.25,
+        split_by="scene",
+        num_workers=0,
+        augment=True,
+    )
+    runs = {}
+    for shuffle_seed in (None, 42, 7):
+        dm = MonkaaDataModule(**common, shuffle_seed=shuffle_seed)
+        dm.prepare_data()
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        runs[shuffle_seed] = (
+            list(dm.train_set.samples),
+            list(dm.val_set.samples),
+            [name for b in batches for name in b["name"]],
+            torch.cat([b["left"] for b in batches]),
+        )
+    default, same, other = runs[None], runs[42], runs[7]
+    # None means the split seed (42): the very same run
+    assert default[:3] == same[:3] and torch.equal(default[3], same[3])
+    # another shuffle seed: the same split, another order and other augmentation
+    assert other[0] == default[0] and other[1] == default[1]
+    assert sorted(other[2]) == sorted(default[2]) and other[2] != default[2]
+    by_name = dict(zip(default[2], default[3]))
+    assert not any(torch.equal(by_name[n], x) for n, x in zip(other[2], other[3]))
