@@ -234,18 +234,24 @@ def test_training_augmentation_keeps_the_crop_and_disparity(samples):
     assert torch.equal(a["left"], expected["left"])
 
 
-def test_datamodule_augments_training_batches_only(tmp_path):
-    common = dict(
+def _small_monkaa(tmp_path, scenes: int, val_fraction: float, **kwargs) -> dict:
+    """MonkaaDataModule arguments of a small generated set (2 frames a scene, 16x32 crops)."""
+    return dict(
         synth_dir=str(tmp_path / "set"),
-        synth_scenes=3,
+        synth_scenes=scenes,
         synth_frames=2,
         synth_size=(40, 72),
         size=(16, 32),
         batch_size=2,
-        val_fraction=0.34,
+        val_fraction=val_fraction,
         split_by="scene",
         num_workers=0,
+        **kwargs,
     )
+
+
+def test_datamodule_augments_training_batches_only(tmp_path):
+    common = _small_monkaa(tmp_path, scenes=3, val_fraction=0.34)
     plain, augmented = MonkaaDataModule(**common), MonkaaDataModule(**common, augment=True)
     for dm in (plain, augmented):
         dm.prepare_data()
@@ -264,18 +270,7 @@ def test_datamodule_augments_training_batches_only(tmp_path):
 
 
 def test_shuffle_seed_changes_order_and_augmentation_not_the_split(tmp_path):
-    common = dict(
-        synth_dir=str(tmp_path / "set"),
-        synth_scenes=4,
-        synth_frames=2,
-        synth_size=(40, 72),
-        size=(16, 32),
-        batch_size=2,
-        val_fraction=0.25,
-        split_by="scene",
-        num_workers=0,
-        augment=True,
-    )
+    common = _small_monkaa(tmp_path, scenes=4, val_fraction=0.25, augment=True)
     runs = {}
     for shuffle_seed in (None, 42, 7):
         dm = MonkaaDataModule(**common, shuffle_seed=shuffle_seed)
