@@ -162,4 +162,4 @@ def test_seeded_mono_ablation_keeps_the_recipes_loss(tmp_path: Path) -> None:
         assert cli.model.loss_fn.smoothness == "edge_aware"  # the corrected loss
         assert cli.model.net.head_type == "linear"
         assert cli.config["data"]["init_args"]["synth_style"] == "photo"
-        assert cli.trainer.max_epochs == 3
+        assert cli.trainer.max_epochs == 2
