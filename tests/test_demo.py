@@ -47,7 +47,7 @@ def test_main_job_is_reproducible_and_matches_the_readme(tmp_path: Path) -> None
     # After training the last figures depend on the CPU (oneDNN's kernels per instruction
     # set); the README lists the pairs seen, and the range any other CPU must fall in.
     pairs = [(shown["val_ssim_after"], shown["val_absrel_after"])]
-    pairs += re.findall(r"val_ssim_after=([\d.]+) val_absrel_after=([\d.]+)", readme)
+    pairs += re.findall(r"val_ssim_after=(\d+\.\d+) val_absrel_after=(\d+\.\d+)", readme)
     assert len(pairs) >= 2, "the README lists the after-training figures of other CPUs"
     ran = (float(first["val_ssim_after"]), float(first["val_absrel_after"]))
     if any(ran == pytest.approx((float(a), float(b)), abs=2e-4) for a, b in pairs):
