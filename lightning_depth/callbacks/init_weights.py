@@ -17,6 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_depth import pretrained
+from lightning_depth.deploy.checkpoints import _read_checkpoint
 
 __all__ = ["InitWeights", "load_matching", "source_state_dict"]
 
@@ -28,7 +29,8 @@ def source_state_dict(source: str) -> dict[str, torch.Tensor]:
     Raises:
         FileNotFoundError: neither a shipped name nor an existing file (the message lists the
             names and the path looked at).
-        ValueError: the file holds no ``state_dict``.
+        DataError: the file cannot be read or is not a Lightning checkpoint (as
+            :func:`~lightning_depth.deploy.checkpoints.load_task` reads checkpoints).
     """
     if source in pretrained.names():
         path = pretrained.path(source)
@@ -39,10 +41,7 @@ def source_state_dict(source: str) -> dict[str, torch.Tensor]:
                 f"InitWeights: {source!r} is neither a shipped pretrained model "
                 f"{pretrained.names()} nor a checkpoint file (looked at {path.resolve()})"
             )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"InitWeights: {path} holds no state_dict (not a Lightning checkpoint)")
-    return checkpoint["state_dict"]
+    return _read_checkpoint(path)["state_dict"]
 
 
 def _excluded(name: str, patterns: Sequence[str]) -> bool:

@@ -53,7 +53,7 @@ def test_source_is_a_shipped_name_or_a_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="neither a shipped pretrained model"):
         source_state_dict(str(tmp_path / "gone.ckpt"))
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="holds no state_dict"):
+    with pytest.raises(ValueError, match="not a Lightning checkpoint"):
         source_state_dict(str(tmp_path / "other.pt"))
 
 
