@@ -59,7 +59,7 @@ class MonoDepthModule(DepthTask):
     monitor = "val/ssim"
     monitor_mode = "max"
     headlines = (
-        Headline("ssim", "Test SSIM", higher_is_better=True),
+        Headline("ssim", "SSIM", higher_is_better=True),
         Headline("abs_rel", "AbsRel"),
         Headline("delta1", "δ<1.25", higher_is_better=True),
     )

@@ -105,7 +105,7 @@ def test_shipped_seeded_ablations_on_generated_data() -> None:
         [f"--model.init_args.net.init_args.spn_channels={c}"] for c in (0, 1, 2, 4, 8)
     ]
     mono = load_ablation_config(CONFIGS / "ablation" / "mono_photo.yaml")
-    assert mono.seeds == [0, 1] and mono.also_test == []
+    assert mono.seeds == [0, 1, 2] and mono.also_test == []
     assert mono.base[0] == str((CONFIGS / "pretrain" / "mono_313.yaml").resolve())
     # A config without seeds runs once with the base config's seed.
     assert load_ablation_config(MONO).seeds == []

@@ -63,7 +63,7 @@ def test_mono_ablation_report(mono_report: Path) -> None:
     assert [v["parameters"] for v in variants] == MONO_COUNTS
     rows = report_rows((mono_report / "report.md").read_text())
     assert rows == results["table"]["rows"]
-    assert results["table"]["header"][4:] == ["Test SSIM", "AbsRel", "δ<1.25", "Inference (ms)"]
+    assert results["table"]["header"][4:] == ["SSIM", "AbsRel", "δ<1.25", "Inference (ms)"]
     for row, v in zip(rows, variants):
         assert row[:4] == [
             v["name"],
