@@ -1,7 +1,8 @@
-"""Callbacks: checkpoints, warm starts, the demo report, validation panels, SIGTERM and predict
-writers."""
+"""Callbacks: checkpoints, warm starts, frozen parts, the demo report, validation panels,
+SIGTERM and predict writers."""
 
 from lightning_depth.callbacks.checkpoints import BestCheckpoint, LatestCheckpoint
+from lightning_depth.callbacks.freeze import FreezeWeights
 from lightning_depth.callbacks.init_weights import InitWeights
 from lightning_depth.callbacks.panels import PredictionPanels
 from lightning_depth.callbacks.report import LearningReport
@@ -10,6 +11,7 @@ from lightning_depth.callbacks.resume import CheckpointOnSigterm
 __all__ = [
     "BestCheckpoint",
     "CheckpointOnSigterm",
+    "FreezeWeights",
     "InitWeights",
     "LatestCheckpoint",
     "LearningReport",
