@@ -87,8 +87,10 @@ def test_pretrained_is_refused_for_fit_and_with_a_checkpoint(shipped, tmp_path):
 SHIPPED = pretrained.names()
 
 
-def test_the_package_ships_a_stereo_model():
-    assert "anynet_spn8" in SHIPPED
+def test_the_package_ships_a_stereo_and_a_mono_model():
+    assert "anynet_spn8" in SHIPPED and "mono_313" in SHIPPED
+    assert pretrained.card("anynet_spn8")["task"] == "stereo"
+    assert pretrained.card("mono_313")["task"] == "mono"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -119,6 +121,9 @@ def test_bench_real_reproduces_the_cards_motorcycle_figures():
     assert float(result["anynet_epe_spn"]) == pytest.approx(
         card["motorcycle_epe_per_stage"]["spn"], abs=1e-3
     )
+    card = pretrained.card("mono_313")
+    assert float(result["mono_absrel"]) == pytest.approx(card["motorcycle_absrel"], abs=1e-4)
+    assert float(result["mono_delta1"]) == pytest.approx(card["motorcycle_delta1"], abs=1e-4)
 
 
 @pytest.mark.slow
@@ -148,3 +153,26 @@ def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path):
         expected = pretrained.load("anynet_spn8").predict_map(encode(left), encode(right))
     np.testing.assert_allclose(written, expected[0, 0].numpy(), rtol=1e-5, atol=1e-4)
     assert written.min() >= 0 and np.median(written) > 5  # a real scene, not a flat map
+
+
+@pytest.mark.slow
+def test_predict_with_the_shipped_mono_model_on_the_motorcycle_view(tmp_path):
+    from skimage.data import stereo_motorcycle
+
+    left = stereo_motorcycle()[0][:240, :320]
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(left).save(tmp_path / "photos" / "m.png")
+    out = tmp_path / "out"
+    main(["predict", "--config", "configs/predict/mono.yaml", "--pretrained=mono_313",
+          f"--data.init_args.inputs=[{tmp_path / 'photos'}]", "--trainer.accelerator=cpu",
+          f"--trainer.callbacks.init_args.output_dir={out}",
+          f"--trainer.default_root_dir={out}"])  # fmt: skip
+    written = np.load(out / "m.npy")
+    assert written.shape == (240, 320) and written.dtype == np.float32
+    # The same model run by hand on the image in [0, 1] (numpy encoding), at its training
+    # size and back.
+    image = torch.from_numpy(left.astype(np.float32).transpose(2, 0, 1)[None].copy() / 255.0)
+    with torch.no_grad():
+        expected = pretrained.load("mono_313").predict_map(image)
+    np.testing.assert_allclose(written, expected[0, 0].numpy(), rtol=1e-5, atol=1e-5)
+    assert written.min() > 0 and written.std() > 0.01 * written.mean()  # a depth map, not flat
