@@ -86,6 +86,35 @@ def test_frozen_stem_keeps_weights_and_statistics_and_runs_in_eval_mode(tmp_path
         torch.testing.assert_close(features, expected)
 
 
+def test_a_resumed_run_keeps_the_frozen_part_fixed(tmp_path: Path) -> None:
+    def fit(model: _Net, epochs: int, ckpt_path=None) -> Trainer:
+        trainer = Trainer(
+            default_root_dir=tmp_path,
+            max_epochs=epochs,
+            callbacks=[FreezeWeights(["stem"])],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            accelerator="cpu",
+        )
+        trainer.fit(model, _loader(1), _loader(2), ckpt_path=ckpt_path)
+        return trainer
+
+    torch.manual_seed(0)
+    first = _Net()
+    stem_start = {k: v.clone() for k, v in first.stem.state_dict().items()}
+    fit(first, 1).save_checkpoint(tmp_path / "epoch1.ckpt")
+    head_after_one = first.head.weight.detach().clone()
+    torch.manual_seed(5)
+    resumed = _Net()  # other fresh weights: the checkpoint must restore the stem
+    fit(resumed, 2, ckpt_path=tmp_path / "epoch1.ckpt")
+    for k, v in resumed.stem.state_dict().items():
+        assert torch.equal(v, stem_start[k]), k
+    assert not any(training for _, training in resumed.stem_modes)
+    assert not torch.equal(resumed.head.weight, head_after_one)  # the second epoch trained
+
+
 def test_anynet_stages_fixed_spn_trains() -> None:
     task = StereoDepthModule(net=AnyNet(spn_channels=2))
     chosen = frozen_modules(task, ["net.feature_extractor", "net.cost_filters"])
