@@ -53,6 +53,21 @@ def _loader(seed: int) -> DataLoader:
     return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
 
 
+def _fit(model: _Net, root: Path, epochs: int, ckpt_path=None) -> Trainer:
+    trainer = Trainer(
+        default_root_dir=root,
+        max_epochs=epochs,
+        callbacks=[FreezeWeights(["stem"])],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
+    trainer.fit(model, _loader(1), _loader(2), ckpt_path=ckpt_path)
+    return trainer
+
+
 def test_frozen_stem_keeps_weights_and_statistics_and_runs_in_eval_mode(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _Net()
@@ -61,17 +76,7 @@ def test_frozen_stem_keeps_weights_and_statistics_and_runs_in_eval_mode(tmp_path
         model.stem[1].running_var.fill_(2.0)
     stem_before = {k: v.clone() for k, v in model.stem.state_dict().items()}
     head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
-    trainer = Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=2,
-        callbacks=[FreezeWeights(["stem"])],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-    )
-    trainer.fit(model, _loader(1), _loader(2))
+    _fit(model, tmp_path, epochs=2)
     for k, v in model.stem.state_dict().items():
         assert torch.equal(v, stem_before[k]), k  # weights and running statistics
     assert not torch.equal(model.head.weight, head_before["weight"])  # the head trained
@@ -87,28 +92,14 @@ def test_frozen_stem_keeps_weights_and_statistics_and_runs_in_eval_mode(tmp_path
 
 
 def test_a_resumed_run_keeps_the_frozen_part_fixed(tmp_path: Path) -> None:
-    def fit(model: _Net, epochs: int, ckpt_path=None) -> Trainer:
-        trainer = Trainer(
-            default_root_dir=tmp_path,
-            max_epochs=epochs,
-            callbacks=[FreezeWeights(["stem"])],
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            accelerator="cpu",
-        )
-        trainer.fit(model, _loader(1), _loader(2), ckpt_path=ckpt_path)
-        return trainer
-
     torch.manual_seed(0)
     first = _Net()
     stem_start = {k: v.clone() for k, v in first.stem.state_dict().items()}
-    fit(first, 1).save_checkpoint(tmp_path / "epoch1.ckpt")
+    _fit(first, tmp_path, epochs=1).save_checkpoint(tmp_path / "epoch1.ckpt")
     head_after_one = first.head.weight.detach().clone()
     torch.manual_seed(5)
     resumed = _Net()  # other fresh weights: the checkpoint must restore the stem
-    fit(resumed, 2, ckpt_path=tmp_path / "epoch1.ckpt")
+    _fit(resumed, tmp_path, epochs=2, ckpt_path=tmp_path / "epoch1.ckpt")
     for k, v in resumed.stem.state_dict().items():
         assert torch.equal(v, stem_start[k]), k
     assert not any(training for _, training in resumed.stem_modes)
