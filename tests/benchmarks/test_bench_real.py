@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 KEYS = (
     "sgbm_3px sgbm_epe sgbm_filled_3px sgbm_filled_epe anynet_3px_s1 anynet_3px_s2 "
     "anynet_3px_s3 anynet_3px_spn anynet_epe_s1 anynet_epe_s2 anynet_epe_s3 anynet_epe_spn "
+    "anynet_x2_3px_s3 anynet_x2_3px_spn anynet_x2_epe_s3 anynet_x2_epe_spn "
     "mono_absrel mono_delta1 mono_baseline_absrel mono_baseline_delta1 seconds"
 ).split()
 # written out here, not taken from the package
@@ -87,6 +88,15 @@ def test_quick_bench_real_reports_what_opencv_and_numpy_compute(tmp_path):
         three, epe = _d1_and_epe(pred, gt)
         assert float(result[f"anynet_3px_{suffix}"]) == pytest.approx(three, abs=1e-4)
         assert float(result[f"anynet_epe_{suffix}"]) == pytest.approx(epe, rel=1e-5)
+    # The pair at twice its size (1000x1482, bilinear), disparities back (bilinear) and halved.
+    big = [cv2.resize(v, (1482, 1000), interpolation=cv2.INTER_LINEAR) for v in (left, right)]
+    with torch.no_grad():
+        stages = [s[0, 0].numpy() for s in task(encode(big[0]), encode(big[1]))]
+    for suffix, pred in (("s3", stages[2]), ("spn", stages[3])):
+        back = cv2.resize(pred, (741, 500), interpolation=cv2.INTER_LINEAR) / 2
+        three, epe = _d1_and_epe(back, gt)
+        assert float(result[f"anynet_x2_3px_{suffix}"]) == pytest.approx(three, abs=1e-4)
+        assert float(result[f"anynet_x2_epe_{suffix}"]) == pytest.approx(epe, rel=1e-5)
 
     # mono: depth from the ground truth, the median-scaled constant as the baseline
     valid = np.isfinite(gt)
