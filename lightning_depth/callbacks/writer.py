@@ -59,8 +59,10 @@ class DepthPredictionWriter(BasePredictionWriter):
     gets there (``DepthTask.set_predict_resolution``): ``"train"`` resizes the input to the
     training size recorded in the checkpoint and the map back, ``"native"`` pads to the
     network's multiple and crops back, ``"tiles"`` runs overlapping tiles of the training size
-    over the image at its own scale (large images); default ``"train"`` for tasks that
-    support it and know their training size (mono checkpoints), else ``"native"`` (stereo).
+    over the image at its own scale (large images), ``"x2"`` (stereo) runs the pair enlarged
+    2x and brings the disparity back (finer than AnyNet's 1/4-resolution grid, 4x the work);
+    default ``"train"`` for tasks that support it and know their training size (mono
+    checkpoints), else ``"native"`` (stereo). A task refuses a resolution it does not know.
 
     **Camera.** Point clouds back-project pixel ``(u, v)`` of depth ``z`` to
     ``((u - cx) z / fx, (v - cy) z / fy, z)``; a disparity ``d`` has depth
@@ -91,7 +93,7 @@ class DepthPredictionWriter(BasePredictionWriter):
         raw_format: ``"npy"``, ``"pfm"``, ``"kitti"`` (disparity maps only) or ``"none"``.
         point_cloud: write ``.ply`` files.
         ply_binary: binary (default) or ASCII PLY.
-        resolution: ``"train"``, ``"native"`` or ``"tiles"`` (see above); default: the
+        resolution: ``"train"``, ``"native"``, ``"tiles"`` or ``"x2"`` (see above); default: the
             task's (``DepthTask.default_predict_resolution``).
         calib: calibration file (``lightning_depth.io.calib.read_calib``).
         calib_size: ``[H, W]`` of the images the camera values (or a ``calib`` file that
@@ -466,6 +468,8 @@ def _resolution_note(resolution: str, train_size: Optional[tuple[int, int]]) -> 
         return f"train{size}, maps resized back to each input's size"
     if resolution == "tiles":
         return f"tiles of{size} at the inputs' own scale"
+    if resolution == "x2":
+        return "x2 (each input enlarged 2x, maps brought back to its size)"
     return f"{resolution} (each input at its own size)"
 
 

@@ -77,7 +77,8 @@ PathLike = Union[str, Path]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_OPSET = 18
 #: the ``DepthTask.predict_resolution`` values a camera graph can hold (one graph for every
-#: input size; ``"tiles"`` loops over a size-dependent number of tiles).
+#: input size; ``"tiles"`` loops over a size-dependent number of tiles; stereo ``"x2"`` is not
+#: exported yet).
 EXPORTABLE_RESOLUTIONS = ("train", "native")
 
 
@@ -110,9 +111,13 @@ def _prepared(
         return copy.deepcopy(task.export_module(stages)).to(DTYPES[dtype]).eval()
     resolution = resolution or task.default_predict_resolution  # as predict's default
     if resolution not in EXPORTABLE_RESOLUTIONS:
+        why = {
+            "tiles": "a Python loop over tiles whose count depends on the image size",
+            "x2": "not exported yet: export native and enlarge the pair before the graph",
+        }.get(resolution, "unknown")
         raise ValueError(
-            f"resolution {resolution!r} cannot be exported (a Python loop over tiles whose "
-            f"count depends on the image size); export one of {EXPORTABLE_RESOLUTIONS}"
+            f"resolution {resolution!r} cannot be exported ({why}); export one of "
+            f"{EXPORTABLE_RESOLUTIONS}"
         )
     task = copy.deepcopy(task).to(DTYPES[dtype]).eval()
     if stages is not None:  # else the task's own predict_stages, as predict runs it

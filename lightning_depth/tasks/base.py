@@ -303,6 +303,8 @@ class DepthTask(L.LightningModule):
     #: back), ``"tiles"`` (overlapping tiles of :attr:`train_size`). The map comes back at
     #: the inputs' size in every one.
     predict_resolutions: ClassVar[tuple[str, ...]] = ("native",)
+    #: the resolutions that work at the training size (and need it recorded)
+    train_size_resolutions: ClassVar[tuple[str, ...]] = ("train", "tiles")
 
     @property
     def default_predict_resolution(self) -> str:
@@ -319,7 +321,7 @@ class DepthTask(L.LightningModule):
                 f"{type(self).__name__} predicts at one of {self.predict_resolutions}, got "
                 f"{resolution!r}"
             )
-        if resolution != "native" and self.train_size is None:
+        if resolution in self.train_size_resolutions and self.train_size is None:
             raise ValueError(
                 f"predicting at resolution {resolution!r} needs the training size, which this "
                 "model does not record (a checkpoint of an older version, or a model not "

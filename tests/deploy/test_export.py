@@ -162,6 +162,15 @@ def test_export_cli_stereo_torchscript_stages(checkpoints, tmp_path, capsys):
     torch.testing.assert_close(run_exported(out, [left, right]), expected, atol=1e-4, rtol=1e-5)
 
 
+def test_camera_graph_refuses_what_it_cannot_hold(tmp_path):
+    with pytest.raises(ValueError, match=r"'x2' cannot be exported \(not exported yet: export"):
+        export_model(_stereo(), tmp_path / "s.pt", fmt="torchscript", graph="camera",
+                     resolution="x2")  # fmt: skip
+    with pytest.raises(ValueError, match=r"'tiles' cannot be exported \(a Python loop"):
+        export_model(_mono(), tmp_path / "m.pt", fmt="torchscript", graph="camera",
+                     resolution="tiles")  # fmt: skip
+
+
 def test_export_cli_errors(checkpoints, tmp_path):
     mono = f"--ckpt_path={checkpoints['mono']}"
     with pytest.raises(ValueError, match="multiples of 4"):

@@ -127,7 +127,8 @@ def test_bench_real_reproduces_the_cards_motorcycle_figures():
 
 
 @pytest.mark.slow
-def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path):
+@pytest.mark.parametrize("resolution", ["native", "x2"])
+def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path, capsys, resolution):
     from skimage.data import stereo_motorcycle
 
     left, right, _ = stereo_motorcycle()
@@ -138,7 +139,9 @@ def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path):
     main(["predict", "--config", "configs/predict/stereo.yaml", "--pretrained=anynet_spn8",
           f"--data.init_args.inputs=[{tmp_path / 'pairs'}]", "--trainer.accelerator=cpu",
           f"--trainer.callbacks.init_args.output_dir={out}",
+          f"--trainer.callbacks.init_args.resolution={resolution}",
           f"--trainer.default_root_dir={out}"])  # fmt: skip
+    assert f"resolution: {resolution}" in capsys.readouterr().out
     written = read_pfm(out / "m.pfm")[0]
     assert written.shape == (200, 300)
     # The same model run by hand on the ImageNet-normalised crop (numpy encoding).
@@ -149,8 +152,10 @@ def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path):
         x = (image[:200, :300].astype(np.float32) / 255.0 - mean) / std
         return torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
 
+    task = pretrained.load("anynet_spn8")
+    task.set_predict_resolution(resolution)
     with torch.no_grad():
-        expected = pretrained.load("anynet_spn8").predict_map(encode(left), encode(right))
+        expected = task.predict_map(encode(left), encode(right))
     np.testing.assert_allclose(written, expected[0, 0].numpy(), rtol=1e-5, atol=1e-4)
     assert written.min() >= 0 and np.median(written) > 5  # a real scene, not a flat map
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -33,6 +34,34 @@ def test_forward_pads_any_size_and_crops_back() -> None:
     assert len(preds) == 4 and all(p.shape == (1, 1, 50, 90) for p in preds)
     with torch.no_grad():
         assert len(module(left, right, stages=2)) == 2
+
+
+def test_predict_at_x2_runs_the_enlarged_pair_and_halves_the_disparity() -> None:
+    torch.manual_seed(0)
+    module = StereoDepthModule(net=AnyNet(spn_channels=2)).eval()
+    g = torch.Generator().manual_seed(3)
+    left, right = torch.randn(1, 3, 40, 72, generator=g), torch.randn(1, 3, 40, 72, generator=g)
+    assert module.predict_resolution == "native"
+    with torch.no_grad():
+        native = module.predict_map(left, right)
+        module.set_predict_resolution("x2")
+        enlarged = module.predict_map(left, right)
+        # By hand with OpenCV (bilinear, half-pixel centres): the pair at 80x144, the last
+        # stage's disparity (clamped at 0) back at 40x72, halved.
+        up = [
+            torch.from_numpy(cv2.resize(v[0].permute(1, 2, 0).numpy(), (144, 80))).permute(2, 0, 1)[
+                None
+            ]
+            for v in (left, right)
+        ]
+        big = module(*up)[-1][0, 0].clamp_min(0).numpy()
+    expected = cv2.resize(big, (72, 40), interpolation=cv2.INTER_LINEAR) / 2
+    assert enlarged.shape == native.shape == (1, 1, 40, 72)
+    # (float rounding of the two resizes, through an untrained network: ~1e-4)
+    np.testing.assert_allclose(enlarged[0, 0].numpy(), expected, rtol=1e-4, atol=1e-3)
+    assert not torch.allclose(enlarged, native)
+    with pytest.raises(ValueError, match=r"predicts at one of \('native', 'x2'\)"):
+        module.set_predict_resolution("train")
 
 
 def test_default_optimizer_is_the_originals() -> None:
