@@ -93,8 +93,8 @@ class DepthPredictionWriter(BasePredictionWriter):
         raw_format: ``"npy"``, ``"pfm"``, ``"kitti"`` (disparity maps only) or ``"none"``.
         point_cloud: write ``.ply`` files.
         ply_binary: binary (default) or ASCII PLY.
-        resolution: ``"train"``, ``"native"``, ``"tiles"`` or ``"x2"`` (see above); default: the
-            task's (``DepthTask.default_predict_resolution``).
+        resolution: ``"train"``, ``"native"``, ``"tiles"`` or ``"x2"`` (see above);
+            default: the task's (``DepthTask.default_predict_resolution``).
         calib: calibration file (``lightning_depth.io.calib.read_calib``).
         calib_size: ``[H, W]`` of the images the camera values (or a ``calib`` file that
             records no size) are for; default: the file's, else the map's own size.

@@ -307,9 +307,12 @@ class StereoDepthModule(DepthTask):
         if self.predict_resolution != "x2":
             return super().predict_map(left, right)
         size = left.shape[-2:]
-        big = [F.interpolate(v, scale_factor=2.0, mode="bilinear") for v in (left, right)]
-        disparity = F.interpolate(super().predict_map(*big), size=size, mode="bilinear")
-        return disparity / 2.0
+        big = [
+            F.interpolate(v, scale_factor=2.0, mode="bilinear", align_corners=False)
+            for v in (left, right)
+        ]
+        disparity = super().predict_map(*big)
+        return F.interpolate(disparity, size=size, mode="bilinear", align_corners=False) / 2.0
 
     def prediction_map(self, preds: Sequence[torch.Tensor]) -> torch.Tensor:
         """Disparity in pixels of the last stage run, clamped to >= 0 (a left disparity
