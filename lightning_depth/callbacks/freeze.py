@@ -11,12 +11,13 @@ after), re-applied at every training epoch's start.
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+
+from lightning_depth.callbacks.init_weights import matches_any
 
 __all__ = ["FreezeWeights", "frozen_modules"]
 
@@ -33,7 +34,7 @@ def frozen_modules(module: nn.Module, patterns: Sequence[str]) -> dict[str, nn.M
     if not patterns:
         raise ValueError("FreezeWeights: give at least one module name pattern")
     names = [name for name, _ in module.named_modules() if name]
-    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    unmatched = [p for p in patterns if not any(matches_any(n, [p]) for n in names)]
     if unmatched:
         top = [n for n in names if n.count(".") <= 1]
         raise ValueError(
@@ -42,7 +43,7 @@ def frozen_modules(module: nn.Module, patterns: Sequence[str]) -> dict[str, nn.M
     chosen: dict[str, nn.Module] = {}
     for name, sub in module.named_modules():
         inside = any(name.startswith(c + ".") for c in chosen)
-        if name and not inside and any(fnmatch.fnmatchcase(name, p) for p in patterns):
+        if name and not inside and matches_any(name, patterns):
             chosen[name] = sub
     frozen = {id(p) for sub in chosen.values() for p in sub.parameters()}
     if all(id(p) in frozen for p in module.parameters()):

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning_depth import pretrained
 from lightning_depth.deploy.checkpoints import _read_checkpoint
 
-__all__ = ["InitWeights", "load_matching", "source_state_dict"]
+__all__ = ["InitWeights", "load_matching", "matches_any", "source_state_dict"]
 
 
 def source_state_dict(source: str) -> dict[str, torch.Tensor]:
@@ -44,7 +44,8 @@ def source_state_dict(source: str) -> dict[str, torch.Tensor]:
     return _read_checkpoint(path)["state_dict"]
 
 
-def _excluded(name: str, patterns: Sequence[str]) -> bool:
+def matches_any(name: str, patterns: Sequence[str]) -> bool:
+    """Whether ``name`` matches one of the ``fnmatch`` ``patterns`` (case-sensitive)."""
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
@@ -63,8 +64,8 @@ def load_matching(
             message lists every one.
     """
     own = module.state_dict()
-    wanted = {k for k in own if not _excluded(k, exclude)}
-    given = {k for k in state if not _excluded(k, exclude)}
+    wanted = {k for k in own if not matches_any(k, exclude)}
+    given = {k for k in state if not matches_any(k, exclude)}
     problems = [f"{k}: not in the source" for k in sorted(wanted - given)]
     problems += [f"{k}: in the source, not in the model" for k in sorted(given - wanted)]
     problems += [
