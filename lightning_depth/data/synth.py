@@ -330,6 +330,55 @@ def _build_scene(rng: np.random.Generator, kind: Optional[str]) -> _Scene:
     )
 
 
+def _add_clutter(rng: np.random.Generator, scene: _Scene) -> None:
+    """Add FlyingThings-style clutter to a built scene (the ``clutter`` of
+    :func:`render_scene`): objects large in the view and near the camera (70% of scenes), many
+    small ones anywhere in the room's or street's volume, resting or floating (shelves,
+    clutter behind the foreground), and thin bars. The floor and the scene's extent come
+    from its first rectangle (the floor or ground)."""
+    floor = scene.prims[0]
+    ground = float(floor.value)
+    indoors = scene.kind == "indoors"
+    x_lo, x_hi = (float(floor.lo[0]), float(floor.hi[0])) if indoors else (-15.0, 15.0)
+    z_far = float(floor.hi[2]) if indoors else float(scene.prims[1].value)
+    top = float(scene.prims[1].value) if indoors else ground - 6.0  # ceiling / 6 m up
+    tan_half = math.tan(scene.hfov / 2)
+    added: list = []
+
+    def place(center: np.ndarray, half: np.ndarray, resting: bool) -> None:
+        if resting:
+            center[1] = ground - half[1]
+        if rng.random() < 0.4:
+            added.append(_Sphere(center, float(half.mean())))
+        else:
+            added.append(_Box(center, half, rng.uniform(0, np.pi)))
+
+    if rng.random() < 0.7:  # foreground: 1-3 objects near the camera, in the view
+        near, size = ((0.8, 3.0), (0.25, 0.8)) if indoors else ((1.5, 8.0), (0.4, 1.5))
+        for _ in range(int(rng.integers(1, 4))):
+            z = rng.uniform(*near)
+            camera = np.array(
+                [rng.uniform(-0.6, 0.6) * tan_half * z, rng.uniform(-0.3, 0.5) * z, z]
+            )
+            place(scene.rot @ camera, rng.uniform(*size, 3) / 2, rng.random() < 0.6)
+    small = (0.05, 0.35) if indoors else (0.2, 1.0)
+    for _ in range(int(rng.integers(4, 11))):  # clutter anywhere in the volume
+        center = np.array(
+            [rng.uniform(x_lo, x_hi), rng.uniform(top, ground), rng.uniform(1.0, z_far)]
+        )
+        place(center, rng.uniform(*small, 3), rng.random() < 0.3)
+    for _ in range(int(rng.integers(0, 4))):  # thin bars, upright or lying
+        half = rng.uniform(0.01, 0.04, 3) * (1 if indoors else 3)
+        half[int(rng.choice([0, 1, 2]))] = rng.uniform(0.3, 1.2) * (1 if indoors else 3)
+        center = np.array(
+            [rng.uniform(x_lo, x_hi), rng.uniform(top, ground), rng.uniform(1.0, z_far)]
+        )
+        added.append(_Box(center, half, rng.uniform(0, np.pi)))
+    object_kinds = ("checker", "stripes", "waves", "bricks")
+    scene.prims += added
+    scene.materials += [_material(rng, (0.05, 0.3), object_kinds) for _ in added]
+
+
 def _add_photos(rng: np.random.Generator, scene: _Scene) -> None:
     """Give about 70% of the scene's materials a tinted photograph, world-sized: a photo
     spans 1-4 m on the room or street (the first rectangles), 0.3-1.5 m on objects."""
@@ -418,6 +467,7 @@ def render_scene(
     focal: Optional[float] = None,
     kind: Optional[str] = None,
     photos: bool = False,
+    clutter: bool = False,
 ) -> dict[str, np.ndarray]:
     """Ray-cast a random scene from a pinhole camera (and a second, rectified one).
 
@@ -437,6 +487,9 @@ def render_scene(
             scikit-image) onto about 70% of the surfaces instead of the procedural patterns,
             with a random tint, world-sized (so they shrink with distance). The scene's
             geometry is the same as without; its dropout holes differ.
+        clutter: add FlyingThings-style objects to the scene (see :func:`_add_clutter`):
+            large ones near the camera in most scenes, many small ones resting or floating
+            behind, thin bars. Changes everything drawn after the scene's layout.
 
     Returns:
         dict with ``image`` uint8 (H, W, 3); ``depth`` float32 (H, W) z-depth in metres, 0
@@ -451,6 +504,8 @@ def render_scene(
     if baseline < 0:
         raise ValueError(f"baseline must be >= 0, got {baseline}")
     scene = _build_scene(rng, kind)
+    if clutter:
+        _add_clutter(rng, scene)
     if photos:
         _add_photos(rng, scene)
     if focal is None:

@@ -1,7 +1,8 @@
 """``lightning_depth synth diode|monkaa --out DIR ...``: write a generated dataset in the real
 DIODE or Monkaa layout (sizes are ``HxW``). ``monkaa --style things`` writes FlyingThings-style
 scenes (:mod:`~lightning_depth.data.synth_things`), the stereo data that transfers to real
-pairs; scenes are rendered by ``--workers`` processes (default: the CPUs available).
+pairs; ``diode --style photo|things`` photo-textured rooms and streets, ``things`` with
+FlyingThings-style clutter (:mod:`~lightning_depth.data.synth_diode`); Monkaa scenes are rendered by ``--workers`` processes (default: the CPUs available).
 
 ``--out`` must be new or empty; ``--overwrite`` replaces a set generated there before (removed
 first, so two sizes never mix) and deletes nothing else (see
@@ -17,6 +18,7 @@ from typing import Sequence
 from lightning_depth.data.diode import diode_generated, synthesize_diode
 from lightning_depth.data.generated import write_set
 from lightning_depth.data.monkaa import monkaa_generated, synthesize_monkaa
+from lightning_depth.data.synth_diode import STYLES as DIODE_STYLES
 from lightning_depth.data.synth_monkaa import STYLES
 from lightning_depth.data.transforms import format_size, parse_size
 
@@ -43,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     _size_argument(diode, synthesize_diode)
     diode.add_argument("--seed", type=int, default=0)
     diode.add_argument("--split", default="val")
+    diode.add_argument(
+        "--style",
+        choices=DIODE_STYLES,
+        default="procedural",
+        help="procedural: patterned rooms and streets (the demo); photo: photographs on most "
+        "surfaces; things: photo plus FlyingThings-style clutter (objects near the camera, "
+        "many behind, thin bars)",
+    )
     _overwrite_argument(diode)
     monkaa = sub.add_parser("monkaa", help="Monkaa layout: frames_cleanpass/ and disparity/")
     monkaa.add_argument("--out", required=True)
@@ -82,7 +92,9 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     try:
         if args.dataset == "diode":
-            generated = diode_generated(args.n, args.size, args.seed, split=args.split)
+            generated = diode_generated(
+                args.n, args.size, args.seed, split=args.split, style=args.style
+            )
         else:
             frames = args.frames if args.frames is not None else (8 if args.style == "rooms" else 1)
             generated = monkaa_generated(

@@ -13,8 +13,9 @@ from lightning_depth.data.transforms import check_size
 
 __all__ = ["STYLES", "diode_samples"]
 
-#: the generated mono styles: procedural patterns, or photographs on most surfaces
-STYLES = ("procedural", "photo")
+#: the generated mono styles: procedural patterns, photographs on most surfaces, or
+#: photographs and FlyingThings-style clutter (objects near the camera, many behind, bars)
+STYLES = ("procedural", "photo", "things")
 
 
 def diode_samples(
@@ -41,7 +42,10 @@ def diode_samples(
         scans_per_scene: scan folders per scene.
         style: ``"procedural"`` (patterns) or ``"photo"``: the photographs of
             :mod:`~lightning_depth.data.synth_textures` on about 70% of the surfaces, the
-            monocular counterpart of the stereo ``"things"`` style (needs scikit-image).
+            monocular counterpart of the stereo ``"things"`` style (needs scikit-image);
+            ``"things"``: ``"photo"`` plus clutter (``render_scene``'s ``clutter``): large
+            objects near the camera in most scenes, many small ones resting or floating
+            behind them, thin bars.
 
     Yields:
         dicts with ``scene_type`` str, ``scene``, ``scan``, ``view`` int (the sample's number
@@ -67,7 +71,8 @@ def diode_samples(
         tuple(scene_types),
         scenes_per_type,
         scans_per_scene,
-        style == "photo",
+        style in ("photo", "things"),
+        style == "things",
     )
 
 
@@ -80,6 +85,7 @@ def _samples(
     scenes_per_type: int,
     scans_per_scene: int,
     photos: bool,
+    clutter: bool,
 ) -> Iterator[dict]:
     # slots[t] lists the (scene, scan) folders of type t; numbers are unique across types.
     slots: list[list[tuple[int, int]]] = []
@@ -97,7 +103,12 @@ def _samples(
         t, j = i % len(scene_types), i // len(scene_types)
         scene, scan = slots[t][j % per_type]
         rendered = render_scene(
-            np.random.default_rng([seed, i]), width, height, kind=scene_types[t], photos=photos
+            np.random.default_rng([seed, i]),
+            width,
+            height,
+            kind=scene_types[t],
+            photos=photos,
+            clutter=clutter,
         )
         yield {
             "scene_type": scene_types[t],

@@ -234,7 +234,7 @@ def test_photo_style_generates_its_own_set_with_the_same_depths(tmp_path):
     images = [np.asarray(Image.open(p)) for p in first]
     assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 5  # ... new surfaces
     with pytest.raises(ValueError, match="synth_style must be one of"):
-        DIODEDataModule(synth_samples=2, synth_style="things")
+        DIODEDataModule(synth_samples=2, synth_style="oil")
 
 
 def test_a_users_root_is_only_read(tmp_path, caplog, monkeypatch):

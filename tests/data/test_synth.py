@@ -209,3 +209,58 @@ def test_diode_samples_photo_style():
     assert not np.array_equal(photo["image"], plain["image"])
     with pytest.raises(ValueError, match="style must be one of"):
         diode_samples(1, style="oil")
+
+
+def _clutter_pair(seed: int, kind: str, size=(48, 64)) -> tuple[dict, dict]:
+    h, w = size
+    plain = render_scene(np.random.default_rng(seed), w, h, kind=kind)
+    things = render_scene(np.random.default_rng(seed), w, h, kind=kind, clutter=True)
+    return plain, things
+
+
+@pytest.mark.parametrize("kind", ["indoors", "outdoor"])
+def test_clutter_only_adds_objects_to_the_same_layout(kind):
+    changed = []
+    for seed in range(6):
+        plain, things = _clutter_pair(seed, kind)
+        hit = plain["depth"] > 0
+        # the room or street is drawn first and kept: objects can only hide it, never move it
+        assert (things["depth"][hit] > 0).all()
+        assert (things["depth"][hit] <= plain["depth"][hit] * (1 + 1e-6)).all()
+        changed.append(np.mean(things["depth"] < plain["depth"] * 0.999))
+    assert np.mean(changed) > 0.05, changed
+
+
+def test_clutter_puts_objects_near_the_camera_in_most_indoor_scenes():
+    near = []
+    for seed in range(20):
+        plain, things = _clutter_pair(seed, "indoors")
+        # pixels an object within 3 m now covers where the room was at least 1.5x farther
+        covered = (things["depth"] < 3.0) & (plain["depth"] > 1.5 * things["depth"])
+        near.append(covered.mean() > 0.05)
+    # a foreground group in 70% of scenes (small clutter rarely covers 5% of the view)
+    assert 0.4 <= np.mean(near) <= 0.95, near  # (0.15 with no foreground group)
+
+
+def test_diode_samples_things_style():
+    photo = next(diode_samples(1, size=(32, 48), seed=3, style="photo"))
+    things = next(diode_samples(1, size=(32, 48), seed=3, style="things"))
+    plain = render_scene(np.random.default_rng([3, 0]), 48, 32, kind="indoors", clutter=True)
+    np.testing.assert_array_equal(things["depth"], plain["depth"])  # the cluttered geometry
+    assert not np.array_equal(things["depth"], photo["depth"])
+    assert not np.array_equal(things["image"], plain["image"])  # with photographs
+
+
+def test_synth_diode_style_things_writes_the_cluttered_samples(tmp_path):
+    from lightning_depth.data.synth_command import main
+
+    out = tmp_path / "things"
+    assert (
+        main(["diode", "--out", str(out), "--n", "2", "--size", "32x48", "--style", "things"]) == 0
+    )
+    expected = list(diode_samples(2, size=(32, 48), seed=0, style="things"))
+    written = sorted(out.rglob("*_depth.npy"))
+    assert len(written) == 2
+    got = sorted(np.load(p)[..., 0].tobytes() for p in written)
+    # DIODE's depth files hold 0 where the mask is invalid
+    assert got == sorted(np.where(s["mask"], s["depth"], 0).tobytes() for s in expected)
