@@ -77,9 +77,9 @@ PathLike = Union[str, Path]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_OPSET = 18
 #: the ``DepthTask.predict_resolution`` values a camera graph can hold (one graph for every
-#: input size; ``"tiles"`` loops over a size-dependent number of tiles; stereo ``"x2"`` is not
-#: exported yet).
-EXPORTABLE_RESOLUTIONS = ("train", "native")
+#: input size; ``"tiles"`` loops over a size-dependent number of tiles). Stereo ``"x2"``: the
+#: enlargement and the halved disparity's way back are in the graph.
+EXPORTABLE_RESOLUTIONS = ("train", "native", "x2")
 
 
 def _check_size(task: DepthTask, height: int, width: int, graph: str) -> None:
@@ -113,7 +113,6 @@ def _prepared(
     if resolution not in EXPORTABLE_RESOLUTIONS:
         why = {
             "tiles": "a Python loop over tiles whose count depends on the image size",
-            "x2": "not exported yet: export native and enlarge the pair before the graph",
         }.get(resolution, "unknown")
         raise ValueError(
             f"resolution {resolution!r} cannot be exported ({why}); export one of "
@@ -384,7 +383,8 @@ def check_exported(
         resolution: camera graph: the ``resolution`` it was exported with.
 
     Returns:
-        ``max_abs_error`` (output units) and ``max_rel_error`` against PyTorch running the
+        ``nonfinite`` (how many values are NaN or infinite in the file's output and finite
+        in PyTorch's), ``max_abs_error`` (output units) and ``max_rel_error`` against PyTorch running the
         same dtype (bare network: relative to ``max(1, max |reference|)``; camera graph:
         the largest per-pixel ``|error| / |reference|``), ``max_rel_error_fp32`` against the
         float32 model relative to ``max(1, max |reference|)`` (what the precision costs),
@@ -421,6 +421,8 @@ def check_exported(
     else:
         rel = float(diff.max()) / scale
     return {
+        # values the file returns as NaN or inf where PyTorch's are finite (must be 0)
+        "nonfinite": int((~torch.isfinite(result) & torch.isfinite(reference)).sum()),
         "max_abs_error": float(diff.max()),
         "max_rel_error": rel,
         "max_rel_error_fp32": float((result - reference32).abs().max()) / scale,
@@ -483,8 +485,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--resolution",
         default=None,
         choices=EXPORTABLE_RESOLUTIONS,
-        help="camera graph: predict at 'train' (resize to the training size and back) or "
-        "'native' (pad to the network's multiple and crop); default: as predict (train where "
+        help="camera graph: predict at 'train' (resize to the training size and back), "
+        "'native' (pad to the network's multiple and crop) or 'x2' (stereo: the pair enlarged "
+        "2x, the disparity back at the pair's size, halved); default: as predict (train where "
         "the task supports it and the checkpoint records its training size, e.g. mono)",
     )
     parser.add_argument("--out", default=None, help="default: next to the checkpoint")
@@ -534,7 +537,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )  # fmt: skip
         summary.update(stats)
         key, bound = _tolerance(task, graph, args.dtype)
-        if stats[key] > bound:
+        if stats["nonfinite"]:
+            print(json.dumps({**summary, "contract": metadata}))
+            raise SystemExit(
+                f"exported {out} returns {stats['nonfinite']} NaN or infinite values where the "
+                f"PyTorch model's are finite (check at {check_h}x{check_w}, HxW)"
+            )
+        if not stats[key] <= bound:  # (a NaN error fails too)
             print(json.dumps({**summary, "contract": metadata}))
             raise SystemExit(
                 f"exported {out} differs from the "

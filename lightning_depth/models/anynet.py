@@ -327,7 +327,10 @@ class SPNRefinement(nn.Module):
                 return native.conv3x3_to_one(library, propagated, project)
             # The propagation takes NCHW planes.
             g1, g2, g3 = gates.contiguous().split(self.channels, dim=1)
-            norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
+            # The 1e-8 as a (1, 1, 1, 1) tensor, not a Python scalar: onnxscript's optimiser
+            # (run by torch.onnx.export) rewrites "x + c" as "x" for any scalar c within 1e-8 of
+            # 0, and where all gates are 0 (flat image regions) that export gave 0 / 0 = NaN.
+            norm = g1.abs() + g2.abs() + g3.abs() + gates.new_full((1, 1, 1, 1), 1e-8)
             propagated = spn_left_to_right(lifted, g1 / norm, g2 / norm, g3 / norm, self.backend)
             return _conv_float32(self.project, propagated)
 

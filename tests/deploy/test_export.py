@@ -137,6 +137,18 @@ def test_onnx_stereo_parity_with_spn(tmp_path):
     # The SPN's column loop is one Scan node, not an unrolled chain.
     assert "Scan" in ops and len(model.graph.node) < 1500
     assert "GridSample" in ops and all(d.domain in ("", "ai.onnx") for d in model.opset_import)
+    # A flat left image (here its normalised value 0 everywhere) makes every SPN gate exactly
+    # zero (the gate convolutions have no bias): the gates are then 0 / (0 + 1e-8) = 0 and
+    # the SPN passes the lifted disparity on. (onnxscript's optimiser once rewrote the
+    # scalar "+ 1e-8" as "+ 0", which gave 0 / 0 = NaN here.)
+    left, right = torch.zeros(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        gates = stereo.net.spn.gate_net(torch.zeros(1, 3, 8, 16))
+        expected = stereo.net(left, right)[-1]
+    assert not gates.any()
+    got = run_exported(path, [left, right])
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_export_cli_stereo_torchscript_stages(checkpoints, tmp_path, capsys):
@@ -163,8 +175,8 @@ def test_export_cli_stereo_torchscript_stages(checkpoints, tmp_path, capsys):
 
 
 def test_camera_graph_refuses_what_it_cannot_hold(tmp_path):
-    with pytest.raises(ValueError, match=r"'x2' cannot be exported \(not exported yet: export"):
-        export_model(_stereo(), tmp_path / "s.pt", fmt="torchscript", graph="camera",
+    with pytest.raises(ValueError, match=r"MonoDepthModule predicts at one of .* got 'x2'"):
+        export_model(_mono(), tmp_path / "m.pt", fmt="torchscript", graph="camera",
                      resolution="x2")  # fmt: skip
     with pytest.raises(ValueError, match=r"'tiles' cannot be exported \(a Python loop"):
         export_model(_mono(), tmp_path / "m.pt", fmt="torchscript", graph="camera",
@@ -205,3 +217,28 @@ def test_export_cli_default_is_the_camera_graph(checkpoints, tmp_path, capsys):
     with torch.no_grad():
         expected = task.predict_map(image.permute(0, 3, 1, 2).float() / 255)[:, 0]
     torch.testing.assert_close(run_exported(out, [image]), expected, rtol=1e-5, atol=0)
+
+
+def test_export_cli_fails_when_the_file_returns_nan(checkpoints, tmp_path, monkeypatch, capsys):
+    """A NaN in the exported file's output (where PyTorch's is finite) fails the check: a NaN
+    error compares false with any bound, so it must be caught on its own."""
+    import lightning_depth.deploy.export as export
+
+    real_load = export.load
+
+    def load_with_a_nan(path, **kwargs):
+        model = real_load(path, **kwargs)
+
+        def run(*images):
+            out = model(*images).copy()
+            out.flat[3] = float("nan")
+            return out
+
+        return run
+
+    monkeypatch.setattr(export, "load", load_with_a_nan)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SystemExit, match=r"returns 1 NaN or infinite values where the PyTorch"):
+        main(["export", f"--ckpt_path={checkpoints['mono']}", f"--out={out}"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["nonfinite"] == 1

@@ -181,3 +181,30 @@ def test_torchscript_graph_contract_and_fixed_size(checkpoints, tmp_path):
     assert json.loads(extra["lightning_depth.json"]) == metadata == read_metadata(path)
     assert metadata["fixed_size"] == [37, 70] and metadata["format"] == "torchscript"
     assert metadata["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_stereo_graph_at_x2_equals_predict_at_x2(checkpoints, tmp_path, capsys):
+    """``--resolution x2``: the enlargement and the halved way back are inside the graph."""
+    import onnxruntime as ort
+
+    summary = _export(checkpoints["stereo"], tmp_path / "x2.onnx", capsys,
+                      "--resolution=x2", "--height=32", "--width=64")  # fmt: skip
+    assert summary["contract"]["predict_resolution"] == "x2"
+    assert summary["max_abs_error"] <= 1e-3  # pixels, the export's own check
+    session = ort.InferenceSession(str(tmp_path / "x2.onnx"), providers=["CPUExecutionProvider"])
+    task = load_task(checkpoints["stereo"])
+    rng = np.random.default_rng(5)
+    for height, width in ((37, 70), (32, 48)):
+        images = [rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8) for _ in range(2)]
+        got = session.run(None, {"left": images[0], "right": images[1]})[0]
+        encoded = [torch.from_numpy(((i / 255.0 - MEAN) / STD).astype(np.float32)) for i in images]
+        pair = [e.permute(0, 3, 1, 2) for e in encoded]
+        with torch.no_grad():
+            task.set_predict_resolution("x2")
+            expected = task.predict_map(*pair)[:, 0].numpy()
+            task.set_predict_resolution("native")
+            native = task.predict_map(*pair)[:, 0].numpy()
+        assert got.shape == (1, height, width)
+        np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+        assert np.abs(native - expected).max() > 0.1  # x2 really is another map than native
