@@ -283,8 +283,29 @@ class DepthPredictionWriter(BasePredictionWriter):
                 f"(DepthTask.predict_step), got keys {sorted(prediction)}"
             )
         maps = prediction["map"]
+        names = _names(prediction, batch, len(maps))
+        self.check_predicted(maps, task.map_kind, names)
         images = [task.input_image(batch, i) for i in range(len(maps))]
-        self.write_maps(maps, task.map_kind, images, _names(prediction, batch, len(maps)))
+        self.write_maps(maps, task.map_kind, images, names)
+
+    @staticmethod
+    def check_predicted(maps: torch.Tensor, map_kind: str, names: Sequence[str]) -> None:
+        """Refuse predicted maps ``(B, 1, H, W)`` with NaN or infinite values, naming the
+        first sample that has them (a map given to :meth:`write_maps` directly, such as a
+        ground truth, may hold inf where it is unknown).
+
+        Raises:
+            ValueError: a map is not finite everywhere.
+        """
+        bad = (~torch.isfinite(maps.detach())).flatten(1).sum(1)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(
+                f"the model's {map_kind} map for {names[i]!r} has {int(bad[i])} NaN or "
+                f"infinite values (of {maps[i].numel()}); nothing was written for its batch. "
+                "A working model gives finite maps: check the checkpoint or exported file (a "
+                "half-precision model can overflow)"
+            )
 
     def write_maps(
         self,

@@ -104,10 +104,9 @@ def predict_exported(
         for item in items:
             *paths, name = item
             images = [read_rgb(p) for p in paths]
-            prediction = model(*images)  # (H, W) float32
-            writer.write_maps(
-                torch.from_numpy(prediction)[None, None], model.kind, images[:1], [name]
-            )
+            prediction = torch.from_numpy(model(*images))[None, None]  # (1, 1, H, W) float32
+            writer.check_predicted(prediction, model.kind, [name])
+            writer.write_maps(prediction, model.kind, images[:1], [name])
         lines.append(writer.summary_line(entry))
     return lines
 

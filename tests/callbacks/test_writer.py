@@ -153,6 +153,20 @@ def test_writer_mono_depth_and_point_colours(tmp_path):
         np.testing.assert_allclose(cloud["points"][:, 2], depth.reshape(-1), rtol=1e-6)
 
 
+def test_writer_refuses_a_map_with_nan_and_writes_nothing_of_its_batch(tmp_path):
+    writer = DepthPredictionWriter(output_dir=str(tmp_path), raw_format="npy")
+    task = MonoDepthModule(net=DepthAutoencoder(depth=2))
+    image = torch.rand(2, 3, 4, 6)
+    depth = torch.ones(2, 1, 4, 6)
+    depth[1, 0, 2, 3] = float("nan")
+    depth[1, 0, 0, 0] = float("inf")
+    with pytest.raises(
+        ValueError, match=r"depth map for 'b' has 2 NaN or infinite values \(of 24\)"
+    ):
+        writer.write_batch(task, {"image": image}, {"map": depth, "name": ["a", "b"]})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_writer_refuses_mismatches_before_predicting():
     writer = DepthPredictionWriter(raw_format="kitti")
     with pytest.raises(ValueError, match="raw_format='kitti' stores disparities.*predicts depth"):

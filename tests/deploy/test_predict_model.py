@@ -80,3 +80,33 @@ def test_predict_model_refuses_a_bare_network_and_missing_files(checkpoints, tmp
         main(["predict", "--model", str(net), "--inputs", str(tmp_path / "a.png")])
     with pytest.raises(DataError, match=f"exported model {tmp_path / 'none.onnx'} does not exist"):
         main(["predict", "--model", str(tmp_path / "none.onnx"), "--inputs", str(tmp_path)])
+
+
+def test_predict_model_refuses_a_map_with_nan(checkpoints, tmp_path, monkeypatch):
+    """A file whose output has a NaN (a broken or overflowing export) stops predict with the
+    input's name; nothing is written for it."""
+    import lightning_depth.deploy.predict_command as predict_command
+
+    model_path, _ = export_with_metadata(
+        load_task(checkpoints["mono"]), tmp_path / "mono.onnx", height=32, width=32
+    )
+
+    class WithANan:
+        def __init__(self, model):
+            self.model = model
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def __call__(self, *images):
+            out = self.model(*images).copy()
+            out[1, 2] = np.nan
+            return out
+
+    monkeypatch.setattr(predict_command, "load", lambda path: WithANan(load(path)))
+    _png(tmp_path / "photos/a.png", 32, 32, 0)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"depth map for 'a' has 1 NaN or infinite values"):
+        main(["predict", "--model", str(model_path), "--inputs", str(tmp_path / "photos"),
+              "--out", str(out)])  # fmt: skip
+    assert not list(out.glob("a*"))
