@@ -7,14 +7,21 @@ float16, fused Adam. Random inputs (speed does not depend on the content).
 - mono: 4-1-4 autoencoder, faithful loss, batch 32 at 256x256 (the Keras example's setting),
   training samples/s.
 - stereo: AnyNet with SPN-8: inference at 384x1248 (KITTI padded to 16), batch 1, ms per pass
-  for 1, 2, 3 stages and 3 + SPN; training at 256x512 crops, batch 8, samples/s.
+  for 1, 2, 3 stages and 3 + SPN (``spn_overhead`` = 3 + SPN over 3 stages, minus 1); the SPN
+  alone at its 1/4 resolution (gate network, lift, propagation, projection): ``spn_ms`` with
+  the default backend (the Triton kernels where Triton imports) and ``spn_ms_torch`` with the
+  PyTorch column loop; training at 256x512 crops, batch 8, samples/s.
+- ``gpu_util``: the GPU's utilisation in percent (NVML, through ``torch.cuda.utilization``,
+  sampled every 20 ms while the float32 stereo training steps run; ``nan`` where NVML is not
+  installed: ``pip install nvidia-ml-py``).
 
 Each setting is timed with ``torch.cuda.synchronize`` around ``--steps`` steps after warm-up;
 the median of 3 repeats is reported. Last line::
 
     RESULT mono_train_fp32=<samples/s> mono_train_fp16=... mono_train_bf16=...
            stereo_ms_1=... stereo_ms_2=... stereo_ms_3=... stereo_ms_3_spn=...
-           stereo_ms_3_spn_fp16=... stereo_train_fp32=... stereo_train_fp16=... stereo_train_bf16=...
+           stereo_ms_3_spn_fp16=... spn_overhead=... spn_ms=... spn_ms_torch=...
+           stereo_train_fp32=... stereo_train_fp16=... stereo_train_bf16=... gpu_util=...
 
 Usage::
 
@@ -24,7 +31,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
+import threading
 import time
 from typing import Callable, Optional
 
@@ -51,6 +60,41 @@ def _median_seconds(fn: Callable[[], object], steps: int, repeats: int = 3) -> f
         torch.cuda.synchronize()
         results.append((time.perf_counter() - start) / steps)
     return statistics.median(results)
+
+
+class UtilizationSampler:
+    """Samples ``torch.cuda.utilization()`` (NVML) every ``period`` seconds in a thread while
+    in its ``with`` block; :attr:`mean` is the mean percentage (``nan`` without NVML)."""
+
+    def __init__(self, period: float = 0.02) -> None:
+        self.period = period
+        self.samples: list[float] = []
+        self.reason: Optional[str] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> UtilizationSampler:
+        try:
+            torch.cuda.utilization()
+        except Exception as e:  # ModuleNotFoundError (pynvml) or an NVML error
+            self.reason = f"{type(e).__name__}: {e}"
+            return self
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.samples.append(float(torch.cuda.utilization()))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples) if self.samples else math.nan
 
 
 def training_step(
@@ -101,6 +145,14 @@ def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
         with torch.autocast("cuda", dtype=torch.float16):
             ms = 1000 * _median_seconds(lambda: net(left, right), steps)
         out["stereo_ms_3_spn_fp16"] = ms
+        out["spn_overhead"] = out["stereo_ms_3_spn"] / out["stereo_ms_3"] - 1
+        quarter = (96, 312)
+        image = torch.nn.functional.interpolate(left, quarter, mode="bilinear")
+        disparity = torch.rand(1, 1, *quarter, device="cuda", generator=gen) * 48
+        for key, backend in (("spn_ms", "auto"), ("spn_ms_torch", "torch")):
+            net.spn.backend = backend
+            out[key] = 1000 * _median_seconds(lambda: net.spn(image, disparity), steps)
+        net.spn.backend = "auto"
     crops = [torch.randn(batch, 3, 256, 512, device="cuda", generator=gen) for _ in range(2)]
     gt = torch.rand(batch, 1, 256, 512, device="cuda", generator=gen) * 100
     for name, half in PRECISIONS.items():
@@ -109,7 +161,12 @@ def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
         step = training_step(
             net, lambda preds: multi_stage_smooth_l1(preds, gt)[0], tuple(crops), half
         )
-        out[f"stereo_train_{name}"] = batch / _median_seconds(step, steps)
+        with UtilizationSampler() as sampler:
+            out[f"stereo_train_{name}"] = batch / _median_seconds(step, steps)
+        if name == "fp32":
+            out["gpu_util"] = sampler.mean
+            if sampler.reason:
+                print(f"gpu_util: nan, NVML unavailable ({sampler.reason})")
     return out
 
 

@@ -278,7 +278,7 @@ class SPNRefinement(nn.Module):
 
     Args:
         channels: SPN channels (the original ``spn_init_channels``).
-        backend: the propagation's implementation (``"auto"``, ``"native"``, ``"torch"``, see
+        backend: the propagation's implementation (``"auto"``, ``"native"``, ``"triton"``, ``"torch"``, see
             :func:`~lightning_depth.models.spn.spn_left_to_right`); an attribute, changeable
             later (``model.spn.backend = "torch"``).
     """
@@ -317,7 +317,7 @@ class SPNRefinement(nn.Module):
             lifted = _conv_float32(self.lift, full_precision(disparity))
             project = full_precision(self.project.weight)
             library = None
-            if self.backend != "torch":
+            if self.backend in ("auto", "native"):
                 library = native.inference_kernels(lifted, gates, project)
             if library is not None:
                 # Inference on CPU: gate normalisation and propagation in one C pass over the

@@ -23,8 +23,11 @@ compiled C kernel (:mod:`~lightning_depth.models.native`: forward and backward, 
 at AnyNet's 1/4 resolution of 384 x 1248, 0.4 ms instead of 4.2 ms forward on one core),
 built with the system C compiler at the first use and cached; where it cannot be built (no
 compiler), on other devices, for other dtypes and inside ``native.kernels_enabled(False)``, the
-PyTorch form below runs. ``backend="torch"`` forces the PyTorch form, ``backend="native"`` the
-C kernel (an error if unavailable). Both compute the same operations in the same order; they
+PyTorch form below runs. On CUDA, ``"auto"`` runs two Triton kernels (forward and backward,
+the column loop inside each; :mod:`~lightning_depth.models.spn_triton`) where Triton imports,
+for float16, bfloat16, float32 and float64, accumulating in float32 (float64).
+``backend="torch"`` forces the PyTorch form, ``backend="native"`` the C kernel and
+``backend="triton"`` the Triton kernels (an error if unavailable). Both compute the same operations in the same order; they
 agree to float rounding (tests: 1e-6 relative in float32, 1e-13 in float64, gradients too).
 Under ``torch.compile`` the propagation stays outside the graph (a graph break) and runs
 eagerly.
@@ -46,13 +49,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lightning_depth.models import native
+from lightning_depth.models import native, spn_triton
 from lightning_depth.models.tracing import capture_mode
 
 __all__ = ["SPN_BACKENDS", "SPNLeftToRight", "spn_backend", "spn_left_to_right"]
 
 #: Accepted values of the ``backend`` argument.
-SPN_BACKENDS = ("auto", "native", "torch")
+SPN_BACKENDS = ("auto", "native", "torch", "triton")
+#: dtypes the Triton kernels take
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_inputs(x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> None:
@@ -217,7 +222,7 @@ def _native_library(
         raise ValueError(
             f"spn_left_to_right: backend must be one of {SPN_BACKENDS}, got {backend!r}"
         )
-    if backend == "torch" or (backend == "auto" and not native.enabled()):
+    if backend in ("torch", "triton") or (backend == "auto" and not native.enabled()):
         return None
     if not native.supports(x, g1, g2, g3):
         if backend == "native":
@@ -233,21 +238,57 @@ def _native_library(
     return kernels.library
 
 
+def _use_triton(
+    x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor, backend: str
+) -> bool:
+    """Whether ``backend`` selects the Triton kernels for these inputs: ``"auto"`` on CUDA
+    tensors where Triton imports (and unless ``native.kernels_enabled(False)``);
+    ``"triton"`` always (an error where they cannot run)."""
+    if backend not in ("auto", "triton"):
+        return False
+    tensors = (x, g1, g2, g3)
+    on_device = all(t.is_cuda for t in tensors) or (
+        spn_triton.interpreted() and all(t.device.type == "cpu" for t in tensors)
+    )
+    takes = on_device and all(t.dtype in _TRITON_DTYPES for t in tensors)
+    if backend == "auto":
+        return (
+            native.enabled()
+            and all(t.is_cuda for t in tensors)
+            and takes
+            and spn_triton.triton_reason() is None
+        )
+    if not takes:
+        raise RuntimeError(
+            "spn_left_to_right: backend='triton' needs CUDA tensors (CPU ones only under "
+            f"TRITON_INTERPRET=1) of float16, bfloat16, float32 or float64, got x {x.dtype} "
+            f"on {x.device}, g1 {g1.dtype} on {g1.device}, g2 {g2.dtype}, g3 {g3.dtype}"
+        )
+    reason = spn_triton.triton_reason()
+    if reason is not None:
+        raise RuntimeError(f"spn_left_to_right: backend='triton' is unavailable: {reason}")
+    return True
+
+
 def spn_backend(
     x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor, backend: str = "auto"
 ) -> str:
     """The implementation :func:`spn_left_to_right` runs for these inputs: ``"native"`` (the C
-    kernels), ``"torch"`` (the PyTorch column loop), or under graph capture ``"scan"``
-    (``torch.export``) or ``"unrolled"`` (``torch.jit.trace``).
+    kernels), ``"triton"`` (the Triton kernels, on CUDA), ``"torch"`` (the PyTorch column
+    loop), or under graph capture ``"scan"`` (``torch.export``) or ``"unrolled"``
+    (``torch.jit.trace``).
 
     Raises:
         ValueError: ``backend`` is not one of :data:`SPN_BACKENDS`.
         RuntimeError: ``backend="native"`` for inputs the C kernels do not take (not CPU
-            float32/float64 of one dtype), or where they could not be built (with the reason).
+            float32/float64 of one dtype), or where they could not be built (with the reason);
+            ``backend="triton"`` for inputs not on CUDA or where Triton does not import.
     """
     mode = capture_mode()
     if mode is not None:
         return "scan" if mode == "export" else "unrolled"
+    if _use_triton(x, g1, g2, g3, backend):
+        return "triton"
     return "native" if _native_library(x, g1, g2, g3, backend) is not None else "torch"
 
 
@@ -257,6 +298,8 @@ def spn_backend(
 def _propagate_eager(
     x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor, backend: str
 ) -> torch.Tensor:
+    if _use_triton(x, g1, g2, g3, backend):
+        return spn_triton.spn_triton(x, g1, g2, g3)
     library = _native_library(x, g1, g2, g3, backend)
     if library is not None:
         return _SPNLeftToRightNative.apply(library, x, g1, g2, g3)
@@ -278,9 +321,10 @@ def spn_left_to_right(
         g1: ``(B, C, H, W)`` gate for the upper-left neighbour ``h[r - 1, w - 1]``.
         g2: ``(B, C, H, W)`` gate for the left neighbour ``h[r, w - 1]``.
         g3: ``(B, C, H, W)`` gate for the lower-left neighbour ``h[r + 1, w - 1]``.
-        backend: ``"auto"`` (the C kernel where it applies and could be built, and unless
-            disabled by :func:`~lightning_depth.models.native.kernels_enabled`, else the
-            PyTorch loop), ``"native"`` or ``"torch"``; see :func:`spn_backend`. Graph capture
+        backend: ``"auto"`` (on CPU the C kernel where it applies and could be built, on
+            CUDA the Triton kernels where Triton imports, unless disabled by
+            :func:`~lightning_depth.models.native.kernels_enabled`; else the PyTorch loop),
+            ``"native"``, ``"triton"`` or ``"torch"``; see :func:`spn_backend`. Graph capture
             (export, tracing) always uses its own pure form.
 
     Returns:

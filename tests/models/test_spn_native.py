@@ -130,7 +130,9 @@ def test_auto_uses_native_on_cpu_and_torch_otherwise(kernels):
         spn_left_to_right(half, half, half, half, backend="native")
     with pytest.raises(RuntimeError, match="needs CPU float32 or float64"):
         spn_left_to_right(x, x, x, x.double(), backend="native")
-    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'native', 'torch'\)"):
+    with pytest.raises(
+        ValueError, match=r"backend must be one of \('auto', 'native', 'torch', 'triton'\)"
+    ):
         spn_left_to_right(x, x, x, x, backend="cuda")
 
 
