@@ -25,6 +25,7 @@ Triton's interpreter on CPU tensors: the tests check them that way where no GPU 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from typing import Any, Optional
@@ -154,7 +155,10 @@ def _launch(kernel, planes: int, height: int, *args) -> None:
     import triton
 
     block = triton.next_power_of_2(max(height, 1))
-    kernel[(planes,)](*args, BLOCK_H=block, num_warps=4 if block <= 512 else 8)
+    device = args[0].device
+    # Triton launches on the current CUDA device: make it the tensors' (cuda:1 under DDP).
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        kernel[(planes,)](*args, BLOCK_H=block, num_warps=4 if block <= 512 else 8)
 
 
 class _SPNTriton(torch.autograd.Function):
