@@ -27,8 +27,9 @@ PyTorch form below runs. On CUDA, ``"auto"`` runs two Triton kernels (forward an
 the column loop inside each; :mod:`~lightning_depth.models.spn_triton`) where Triton imports,
 for float16, bfloat16, float32 and float64, accumulating in float32 (float64).
 ``backend="torch"`` forces the PyTorch form, ``backend="native"`` the C kernel and
-``backend="triton"`` the Triton kernels (an error if unavailable). Both compute the same operations in the same order; they
-agree to float rounding (tests: 1e-6 relative in float32, 1e-13 in float64, gradients too).
+``backend="triton"`` the Triton kernels (an error if unavailable). All compute the same
+operations in the same order; they agree to float rounding (tests: 1e-6 relative in float32,
+1e-13 in float64, gradients too; the Triton kernels in Triton's interpreter where no GPU is).
 Under ``torch.compile`` the propagation stays outside the graph (a graph break) and runs
 eagerly.
 
