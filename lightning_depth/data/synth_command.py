@@ -2,7 +2,8 @@
 DIODE or Monkaa layout (sizes are ``HxW``). ``monkaa --style things`` writes FlyingThings-style
 scenes (:mod:`~lightning_depth.data.synth_things`), the stereo data that transfers to real
 pairs; ``diode --style photo|things`` photo-textured rooms and streets, ``things`` with
-FlyingThings-style clutter (:mod:`~lightning_depth.data.synth_diode`); Monkaa scenes are rendered by ``--workers`` processes (default: the CPUs available).
+FlyingThings-style clutter (:mod:`~lightning_depth.data.synth_diode`); Monkaa scenes are
+rendered by ``--workers`` processes (default: the CPUs available).
 
 ``--out`` must be new or empty; ``--overwrite`` replaces a set generated there before (removed
 first, so two sizes never mix) and deletes nothing else (see

@@ -385,8 +385,9 @@ def check_exported(
     Returns:
         ``nonfinite`` (how many values are NaN or infinite in the file's output and finite
         in PyTorch's), ``max_abs_error`` (output units) and ``max_rel_error`` against
-        PyTorch running the same dtype (bare network: relative to ``max(1, max |reference|)``; camera graph:
-        the largest per-pixel ``|error| / |reference|``), ``max_rel_error_fp32`` against the
+        PyTorch running the same dtype (bare network: relative to
+        ``max(1, max |reference|)``; camera graph: the largest per-pixel
+        ``|error| / |reference|``), ``max_rel_error_fp32`` against the
         float32 model relative to ``max(1, max |reference|)`` (what the precision costs),
         ``check_size`` and the exported run's latency ``latency_ms``.
 

@@ -278,9 +278,9 @@ class SPNRefinement(nn.Module):
 
     Args:
         channels: SPN channels (the original ``spn_init_channels``).
-        backend: the propagation's implementation (``"auto"``, ``"native"``, ``"triton"``, ``"torch"``, see
-            :func:`~lightning_depth.models.spn.spn_left_to_right`); an attribute, changeable
-            later (``model.spn.backend = "torch"``).
+        backend: the propagation's implementation (``"auto"``, ``"native"``, ``"triton"``,
+            ``"torch"``, see :func:`~lightning_depth.models.spn.spn_left_to_right`); an
+            attribute, changeable later (``model.spn.backend = "torch"``).
     """
 
     def __init__(self, channels: int = 8, backend: str = "auto") -> None:
