@@ -4,6 +4,7 @@ fresh process). Prints one JSON line of measured errors; the test holds them to 
 
     TRITON_INTERPRET=1 python -m tests.models.spn_triton_checks --device cpu
     python -m tests.models.spn_triton_checks --device cuda
+    python -m tests.models.spn_triton_checks --compile   # ahead-of-time, no GPU needed
 """
 
 from __future__ import annotations
@@ -96,11 +97,54 @@ def run(device: str) -> dict:
     return out
 
 
+def compile_for_gpus(capabilities=(80, 90)) -> dict:
+    """Compile both kernels ahead of time (no GPU needed: Triton ships ptxas) for each CUDA
+    compute capability and input dtype; per case whether a cubin came out and whether the
+    PTX spills to local memory."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from lightning_depth.models.spn_triton import _kernels
+
+    forward_kernel, backward_kernel = _kernels()
+    out = {}
+    for capability in capabilities:
+        for dtype in ("fp16", "bf16", "fp32", "fp64"):
+            acc = "fp64" if dtype == "fp64" else "fp32"
+            inputs = {f"{n}_ptr": f"*{dtype}" for n in ("x", "g1", "g2", "g3")}
+            sizes = {"W": "i32", "H": "i32", "BLOCK_H": "constexpr"}
+            signatures = {
+                "forward": (forward_kernel, {**inputs, "h_ptr": f"*{acc}", **sizes}),
+                "backward": (
+                    backward_kernel,
+                    {
+                        **inputs,
+                        "h_ptr": f"*{acc}",
+                        "grad_ptr": f"*{dtype}",
+                        **{f"{n}_ptr": f"*{acc}" for n in ("lam", "dx", "dg1", "dg2", "dg3")},
+                        **sizes,
+                    },
+                ),
+            }
+            for name, (kernel, signature) in signatures.items():
+                compiled = triton.compile(
+                    ASTSource(fn=kernel, signature=signature, constexprs={"BLOCK_H": 128}),
+                    target=GPUTarget("cuda", capability, 32),
+                )
+                out[f"sm{capability}_{dtype}_{name}"] = {
+                    "cubin_bytes": len(compiled.asm["cubin"]),
+                    "local_memory": ".local" in compiled.asm["ptx"],
+                }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="compile for GPUs instead")
     args = parser.parse_args()
-    print(json.dumps(run(args.device)))
+    print(json.dumps(compile_for_gpus() if args.compile else run(args.device)))
 
 
 if __name__ == "__main__":
