@@ -25,8 +25,9 @@ from lightning_depth.models.spn import spn_backend, spn_left_to_right
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_checks(*args: str, interpret: bool) -> dict:
+def _run_checks(*args: str, interpret: bool, cache: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(cache)  # (not the user's ~/.triton)
     if interpret:
         env["TRITON_INTERPRET"] = "1"
     done = subprocess.run(
@@ -38,16 +39,17 @@ def _run_checks(*args: str, interpret: bool) -> dict:
 
 
 @pytest.fixture(scope="module")
-def checks(request: pytest.FixtureRequest) -> dict:
+def checks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     device = request.config.getoption("--device")
-    return _run_checks("--device", device, interpret=device == "cpu")
+    cache = tmp_path_factory.mktemp("triton_cache")
+    return _run_checks("--device", device, interpret=device == "cpu", cache=cache)
 
 
-def test_triton_kernels_compile_for_a100_and_h100():
+def test_triton_kernels_compile_for_a100_and_h100(tmp_path):
     """Ahead-of-time compilation to cubin (Triton's own ptxas, no GPU needed) catches what
     the interpreter lets through (types, masks, unsupported ops), for every input dtype, and
     shows the kernels keep their column in registers (no local-memory spills)."""
-    compiled = _run_checks("--compile", interpret=False)
+    compiled = _run_checks("--compile", interpret=False, cache=tmp_path)
     assert len(compiled) == 2 * 4 * 2  # sm_80, sm_90 x 4 dtypes x forward, backward
     for case, result in compiled.items():
         assert result["cubin_bytes"] > 1000 and not result["local_memory"], (case, result)
