@@ -27,7 +27,8 @@ PyTorch form below runs. On CUDA, ``"auto"`` runs two Triton kernels (forward an
 the column loop inside each; :mod:`~lightning_depth.models.spn_triton`) where Triton imports,
 for float16, bfloat16, float32 and float64, accumulating in float32 (float64).
 ``backend="torch"`` forces the PyTorch form, ``backend="native"`` the C kernel and
-``backend="triton"`` the Triton kernels (an error if unavailable). All compute the same
+``backend="triton"`` the Triton kernels (an error if unavailable; ``"auto"`` takes them on
+GPUs of compute capability 8.0 or newer). All compute the same
 operations in the same order; they agree to float rounding (tests: 1e-6 relative in float32,
 1e-13 in float64, gradients too; the Triton kernels in Triton's interpreter where no GPU is).
 Under ``torch.compile`` the propagation stays outside the graph (a graph break) and runs
@@ -239,6 +240,17 @@ def _native_library(
     return kernels.library
 
 
+#: the oldest CUDA compute capability ``backend="auto"`` runs the Triton kernels on (Ampere,
+#: what current Triton releases support fully; older GPUs keep the PyTorch form unless
+#: ``backend="triton"`` asks for the kernels)
+TRITON_MIN_CAPABILITY = (8, 0)
+
+
+def triton_gpu(device: torch.device) -> bool:
+    """Whether ``backend="auto"`` may run the Triton kernels on CUDA ``device``."""
+    return tuple(torch.cuda.get_device_capability(device)) >= TRITON_MIN_CAPABILITY
+
+
 def _use_triton(
     x: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor, backend: str
 ) -> bool:
@@ -257,6 +269,7 @@ def _use_triton(
             native.enabled()
             and all(t.is_cuda for t in tensors)
             and takes
+            and triton_gpu(x.device)
             and spn_triton.triton_reason() is None
         )
     if not takes:

@@ -90,3 +90,11 @@ def test_triton_backend_refuses_what_it_cannot_run(monkeypatch):
     monkeypatch.setattr(spn_triton, "triton_reason", lambda: "triton cannot be imported (test)")
     with pytest.raises(RuntimeError, match=r"'triton' is unavailable: triton cannot be imported"):
         spn_backend(x, x, x, x, backend="triton")
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_auto_takes_triton_from_ampere_on(monkeypatch, capability, expected):
+    from lightning_depth.models import spn
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert spn.triton_gpu(torch.device("cuda", 0)) is expected
