@@ -34,7 +34,9 @@ def test_utilization_sampler_averages_nvml_readings(monkeypatch):
     readings = iter([100.0, 60.0, 80.0] + [80.0] * 10_000)
     monkeypatch.setattr(torch.cuda, "utilization", lambda: next(readings))
     with _bench_gpu().UtilizationSampler(period=0.005) as sampler:
-        time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while len(sampler.samples) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert sampler.reason is None and len(sampler.samples) >= 3
     # the first reading only checks NVML; the samples are the readings after it
     assert sampler.samples[:2] == [60.0, 80.0]
