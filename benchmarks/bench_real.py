@@ -380,7 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         print(f"stereo model {label}: {len(stages)} stages, {seconds:.2f} s for all on CPU")
         # Stage 3 and the SPN of the pair at 2x (a network with fewer stages leaves nan).
         by_scale = {1.0: stages, 2.0: stereo_stages_scaled(task, left, right, 2)}
-        scaled = dict(zip(("s1", "s2", "s3", "spn"), by_scale[2.0]))
+        scaled = dict(zip(STAGE_SUFFIX.values(), by_scale[2.0]))
         x2 = {k: stereo_scores(scaled[k], gt) for k in ("s3", "spn") if k in scaled}
         for key, (three_k, epe_k) in x2.items():
             result[f"anynet_x2_3px_{key}"], result[f"anynet_x2_epe_{key}"] = three_k, epe_k

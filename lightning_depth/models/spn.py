@@ -260,19 +260,19 @@ def _use_triton(
     if backend not in ("auto", "triton"):
         return False
     tensors = (x, g1, g2, g3)
-    on_device = all(t.is_cuda for t in tensors) or (
-        spn_triton.interpreted() and all(t.device.type == "cpu" for t in tensors)
-    )
-    takes = on_device and all(t.dtype in _TRITON_DTYPES for t in tensors)
+    dtypes = all(t.dtype in _TRITON_DTYPES for t in tensors)
     if backend == "auto":
         return (
             native.enabled()
             and all(t.is_cuda for t in tensors)
-            and takes
+            and dtypes
             and triton_gpu(x.device)
             and spn_triton.triton_reason() is None
         )
-    if not takes:
+    on_device = all(t.is_cuda for t in tensors) or (
+        spn_triton.interpreted() and all(t.device.type == "cpu" for t in tensors)
+    )
+    if not (on_device and dtypes):
         raise RuntimeError(
             "spn_left_to_right: backend='triton' needs CUDA tensors (CPU ones only under "
             f"TRITON_INTERPRET=1) of float16, bfloat16, float32 or float64, got x {x.dtype} "
