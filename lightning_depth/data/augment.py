@@ -33,14 +33,21 @@ import kornia
 import torch
 
 __all__ = [
+    "AUGMENT_KEY",
     "AugmentParams",
     "StereoAugment",
     "adjust_colour",
+    "augment_batch",
     "colour_matrix",
     "erase",
     "make_augment",
+    "pack_params",
+    "unpack_params",
     "vertical_shift",
 ]
+
+#: the batch key of the augmentation parameters that travel with device-side items
+AUGMENT_KEY = "augment"
 
 
 def _check_image(image: torch.Tensor, name: str) -> None:
@@ -104,13 +111,15 @@ def adjust_colour(
     """Colour jitter of a batch ``(B, 3, H, W)`` in [0, 1], one factor per image (each (B,)):
     :func:`colour_matrix` (brightness, saturation, hue in radians), then contrast about each
     image's mean grey (``m + contrast * (x - m)``, as torchvision), then ``x ** gamma``
-    (kornia). Values are clamped to [0, 1] after each of the three steps."""
-    x = torch.einsum("bij,bjhw->bihw", colour_matrix(brightness, saturation, hue), images)
+    (kornia). Values are clamped to [0, 1] after each of the three steps. The factors may
+    live on the CPU whatever the images' device."""
+    matrix = colour_matrix(brightness, saturation, hue).to(images)
+    x = torch.einsum("bij,bjhw->bihw", matrix, images)
     x = x.clamp(0, 1)
-    luma = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     grey = (x * luma).sum(dim=1, keepdim=True).mean(dim=(2, 3), keepdim=True)
-    x = (grey + contrast.view(-1, 1, 1, 1) * (x - grey)).clamp(0, 1)
-    return kornia.enhance.adjust_gamma(x, gamma).clamp(0, 1)
+    x = (grey + contrast.to(x).view(-1, 1, 1, 1) * (x - grey)).clamp(0, 1)
+    return kornia.enhance.adjust_gamma(x, gamma.to(x)).clamp(0, 1)
 
 
 def erase(image: torch.Tensor, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -121,6 +130,10 @@ def erase(image: torch.Tensor, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
     for top, left, h, w in boxes:
         out[:, top : top + h, left : left + w] = mean
     return out
+
+
+#: the per-view ``(2,)`` fields of :class:`AugmentParams`
+_PER_VIEW = ("brightness", "contrast", "saturation", "hue", "gamma", "blur_sigma", "noise_std")
 
 
 @dataclass
@@ -152,6 +165,114 @@ def _range(value: Sequence[float], name: str, low: float = 0.0) -> tuple[float, 
     if not low <= a <= b:
         raise ValueError(f"{name} must be (min, max) with {low} <= min <= max, got {value!r}")
     return a, b
+
+
+def pack_params(params: AugmentParams, noise_seed: int) -> dict[str, torch.Tensor]:
+    """``params`` as fixed-shape tensors that a DataLoader collates (``boxes`` padded to
+    ``(2, 4)`` with ``box_count`` rows used), with the seed of the item's noise."""
+    boxes = torch.zeros(2, 4, dtype=torch.int64)
+    for row, box in enumerate(params.boxes):
+        boxes[row] = torch.tensor(box, dtype=torch.int64)
+    return {
+        "colour": torch.tensor(params.colour),
+        **{name: getattr(params, name).clone() for name in _PER_VIEW},
+        "vshift": torch.tensor(params.vshift, dtype=torch.float64),
+        "boxes": boxes,
+        "box_count": torch.tensor(len(params.boxes)),
+        "noise_seed": torch.tensor(noise_seed, dtype=torch.int64),
+    }
+
+
+def unpack_params(batch: dict[str, torch.Tensor]) -> list[tuple[AugmentParams, int]]:
+    """The collated :func:`pack_params` dicts of a batch (CPU tensors with a leading batch
+    dimension) -> one ``(params, noise_seed)`` per item."""
+    missing = sorted(
+        {"colour", *_PER_VIEW, "vshift", "boxes", "box_count", "noise_seed"} - set(batch)
+    )
+    if missing:
+        raise ValueError(f"augmentation parameters lack {missing}")
+    batch = {name: value.cpu() for name, value in batch.items()}
+    items = []
+    for b in range(len(batch["colour"])):
+        count = int(batch["box_count"][b])
+        params = AugmentParams(
+            colour=bool(batch["colour"][b]),
+            **{name: batch[name][b] for name in _PER_VIEW},
+            vshift=float(batch["vshift"][b]),
+            boxes=[tuple(int(v) for v in box) for box in batch["boxes"][b, :count].tolist()],
+        )
+        items.append((params, int(batch["noise_seed"][b])))
+    return items
+
+
+def augment_batch(
+    left: torch.Tensor, right: torch.Tensor, params: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`StereoAugment.apply` for a batch on the images' device (a GPU, so the loader
+    only crops): the colour step runs once for every item that draws it, the rest per view.
+
+    Args:
+        left, right: ``(B, 3, H, W)`` float in [0, 1], on any device.
+        params: the collated dicts of :meth:`StereoAugment.sample_packed` (CPU tensors, read
+            without a device synchronisation).
+
+    Returns:
+        float32 ``(B, 3, H, W)`` views in [0, 1]; item ``b`` is ``apply(left[b], right[b],
+        params_b, generator)`` with its noise from a generator on the images' device seeded
+        with the item's ``noise_seed``.
+    """
+    items = unpack_params(params)
+    if left.ndim != 4 or left.shape[1] != 3 or left.shape != right.shape:
+        raise ValueError(
+            "left and right must be (B, 3, H, W) of one shape, got "
+            f"{tuple(left.shape)} and {tuple(right.shape)}"
+        )
+    if len(items) != left.shape[0]:
+        raise ValueError(f"{len(items)} augmentation draws for a batch of {left.shape[0]} pairs")
+    images = torch.stack([left, right], dim=1).float()  # (B, 2, 3, H, W)
+    chosen = [b for b, (p, _) in enumerate(items) if p.colour]
+    if chosen:
+
+        def factor(name: str) -> torch.Tensor:
+            return torch.cat([getattr(items[b][0], name) for b in chosen])
+
+        names = ("brightness", "contrast", "saturation", "hue", "gamma")
+        coloured = adjust_colour(images[chosen].flatten(0, 1), *(factor(n) for n in names))
+        images[chosen] = coloured.unflatten(0, (len(chosen), 2))
+    pairs = []
+    for b, (p, seed) in enumerate(items):
+        generator = torch.Generator(device=images.device).manual_seed(seed)
+        pairs.append(_finish_pair(images[b, 0], images[b, 1], p, generator))
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def _finish_pair(
+    left: torch.Tensor,
+    right: torch.Tensor,
+    params: AugmentParams,
+    generator: Optional[torch.Generator],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The steps of :meth:`StereoAugment.apply` after the colour: blur and noise per view
+    (left first; the noise drawn from ``generator`` on the views' device), then the right
+    view's vertical shift and erased boxes."""
+    views = [left, right]
+    for i in range(2):
+        sigma = float(params.blur_sigma[i])
+        if sigma > 0:
+            k = 2 * math.ceil(3 * sigma) + 1
+            s = torch.tensor([[sigma, sigma]], device=views[i].device)
+            views[i] = kornia.filters.gaussian_blur2d(views[i][None], (k, k), s)[0]
+        std = float(params.noise_std[i])
+        if std > 0:
+            noise = torch.randn(
+                views[i].shape, generator=generator, dtype=views[i].dtype, device=views[i].device
+            )
+            views[i] = (views[i] + std * noise).clamp(0, 1)
+    if params.vshift:
+        views[1] = vertical_shift(views[1], params.vshift)
+    if params.boxes:
+        views[1] = erase(views[1], params.boxes)
+    return views[0].contiguous(), views[1].contiguous()
 
 
 class StereoAugment:
@@ -281,6 +402,16 @@ class StereoAugment:
             boxes=boxes[:count] if erase_now else [],
         )
 
+    def sample_packed(
+        self, height: int, width: int, generator: Optional[torch.Generator] = None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`sample`, then the seed of the noise, packed (:func:`pack_params`) for
+        :func:`augment_batch` to apply on the device. The draws up to the noise are those of
+        :meth:`__call__`; the noise values differ (a device generator seeded per item)."""
+        params = self.sample(height, width, generator)
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        return pack_params(params, seed)
+
     def apply(
         self,
         left: torch.Tensor,
@@ -307,22 +438,7 @@ class StereoAugment:
                 params.hue,
                 params.gamma,
             )
-        views = list(images)
-        for i in range(2):
-            sigma = float(params.blur_sigma[i])
-            if sigma > 0:
-                k = 2 * math.ceil(3 * sigma) + 1
-                s = torch.tensor([[sigma, sigma]])
-                views[i] = kornia.filters.gaussian_blur2d(views[i][None], (k, k), s)[0]
-            std = float(params.noise_std[i])
-            if std > 0:
-                noise = torch.randn(views[i].shape, generator=generator)
-                views[i] = (views[i] + std * noise).clamp(0, 1)
-        if params.vshift:
-            views[1] = vertical_shift(views[1], params.vshift)
-        if params.boxes:
-            views[1] = erase(views[1], params.boxes)
-        return views[0].contiguous(), views[1].contiguous()
+        return _finish_pair(images[0], images[1], params, generator)
 
     def __call__(
         self,

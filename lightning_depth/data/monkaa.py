@@ -23,7 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lightning_depth.data.augment import StereoAugment, make_augment
+from lightning_depth.data.augment import (
+    AUGMENT_KEY,
+    StereoAugment,
+    augment_batch,
+    make_augment,
+)
 from lightning_depth.data.base import DepthDataModule, SampleDataset
 from lightning_depth.data.check import probe_rgb
 from lightning_depth.data.generated import Generated
@@ -222,6 +227,11 @@ class MonkaaTransform:
         augment: photometric augmentation of training items
             (:class:`~lightning_depth.data.augment.StereoAugment`, drawn from the item's
             generator after its crop); ``None``: none. Never applied at evaluation.
+        augment_on_device: with ``augment``, training items carry the uint8 crops
+            ``left``, ``right`` ``(3, h, w)`` and their packed draw under ``"augment"``
+            (:meth:`~lightning_depth.data.augment.StereoAugment.sample_packed`) instead of
+            augmented, normalised views: :meth:`MonkaaDataModule.transfer_batch_to_device`
+            augments and normalises the batch on the training device.
     """
 
     fields = {"left": (np.uint8, 3), "right": (np.uint8, 3), "disparity": (np.float32, 2)}
@@ -233,6 +243,7 @@ class MonkaaTransform:
         eval_mode: str = "crop",
         eval_size: Optional[Sequence[int]] = None,
         augment: Optional[StereoAugment] = None,
+        augment_on_device: bool = False,
     ) -> None:
         if eval_mode not in EVAL_MODES:
             raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}")
@@ -243,6 +254,7 @@ class MonkaaTransform:
         if eval_size is not None:
             self.eval_size = check_size(eval_size, "eval_size", multiple=SIZE_MULTIPLE)
         self.augment = augment
+        self.augment_on_device = augment_on_device
 
     def record(self, arrays: dict[str, np.ndarray], files: Sequence[str]) -> dict[str, np.ndarray]:
         return {
@@ -281,6 +293,14 @@ class MonkaaTransform:
         height, width = record["disparity"].shape
         top, x0, h, w = self._window(height, width, where, generator)
         window = (slice(top, top + h), slice(x0, x0 + w))
+        disp = torch.from_numpy(np.ascontiguousarray(record["disparity"][window]))[None]
+        if self.training and self.augment is not None and self.augment_on_device:
+            left, right = (
+                torch.from_numpy(np.ascontiguousarray(record[k][window].transpose(2, 0, 1)))
+                for k in ("left", "right")
+            )
+            packed = self.augment.sample_packed(h, w, generator)
+            return {"left": left, "right": right, "disparity": disp, AUGMENT_KEY: packed}
         if self.training and self.augment is not None:
             pair = np.stack([record["left"][window], record["right"][window]])
             unit = to_unit(torch.from_numpy(pair).permute(0, 3, 1, 2).contiguous())
@@ -288,7 +308,6 @@ class MonkaaTransform:
             images = normalize(torch.stack([left, right]))
         else:
             images = normalize_pair(record["left"][window], record["right"][window])
-        disp = torch.from_numpy(np.ascontiguousarray(record["disparity"][window]))[None]
         if not self.training and self.eval_mode == "pad":
             size = self.eval_size or (
                 round_to_multiple(height, SIZE_MULTIPLE, up=True),
@@ -373,6 +392,11 @@ class MonkaaDataModule(DepthDataModule):
             (:class:`~lightning_depth.data.augment.StereoAugment`): ``false`` (default),
             ``true`` (its defaults) or a dict of its arguments, e.g. ``{"eraser_p": 0}``.
             Drawn from each item's seed, so runs and resumed runs see the same batches.
+        augment_on_device: apply ``augment`` to each training batch on the training device
+            (:meth:`transfer_batch_to_device`; the loader workers only crop, and the views
+            travel as uint8), so a GPU's loader keeps up. The draws are the same as in the
+            workers (seeded per item), the noise values are not (a device generator seeded
+            per item), so a recipe trained one way is not reproduced the other way.
         **kwargs: the other arguments of :class:`~lightning_depth.data.base.DepthDataModule`
             (``synth_dir``, ``on_bad_samples``, ``seed``, ``eval_batch_size``,
             ``num_workers``, ``pin_memory``,
@@ -397,6 +421,7 @@ class MonkaaDataModule(DepthDataModule):
         synth_seed: int = 0,
         synth_style: str = "rooms",
         augment: Union[bool, dict[str, Any]] = False,
+        augment_on_device: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -417,6 +442,7 @@ class MonkaaDataModule(DepthDataModule):
         self.layout = MonkaaLayout()
         self.split_by = split_by
         self.eval_mode, self.eval_size = eval_mode, eval_size
+        self.augment_on_device = bool(augment_on_device)
         self.make_transform(training=False)  # checks eval_mode and eval_size now, not at setup
         self.synth_scenes, self.synth_frames = synth_scenes, synth_frames
         self.synth_size = check_size(synth_size, "synth_size")
@@ -425,10 +451,34 @@ class MonkaaDataModule(DepthDataModule):
             raise ValueError(f"synth_style must be one of {STYLES}, got {synth_style!r}")
         self.synth_style = synth_style
         self.augment = make_augment(augment)
+        if self.augment_on_device and self.augment is None:
+            raise ValueError(
+                "augment_on_device=True applies the training augmentation on the device, but "
+                "augment is off; set augment (true or a dict of its settings) or drop "
+                "augment_on_device"
+            )
 
     def make_transform(self, training: bool) -> MonkaaTransform:
         augment = self.augment if training else None
-        return MonkaaTransform(training, self.size, self.eval_mode, self.eval_size, augment)
+        return MonkaaTransform(
+            training, self.size, self.eval_mode, self.eval_size, augment, self.augment_on_device
+        )
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """Lightning's transfer, then (for ``augment_on_device`` training batches) the
+        augmentation and normalisation of the views on ``device``.
+
+        Here rather than in ``on_after_batch_transfer`` so that the packed draws stay on the
+        host: reading them on the device would synchronise it once per value.
+        """
+        params = batch.pop(AUGMENT_KEY, None) if isinstance(batch, dict) else None
+        batch = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        if params is not None:
+            left, right = augment_batch(to_unit(batch["left"]), to_unit(batch["right"]), params)
+            batch["left"], batch["right"] = normalize(left), normalize(right)
+        return batch
 
     def split_unit(self) -> tuple[Optional[Callable], str]:
         return (scene_of, "scene") if self.split_by == "scene" else (None, "frame")

@@ -19,6 +19,8 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from lightning_depth.data.augment import AUGMENT_KEY
+
 __all__ = ["DepthTask", "Headline", "PictureRoles", "TimedPart"]
 
 
@@ -239,6 +241,13 @@ class DepthTask(L.LightningModule):
         return ()
 
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, Any]:
+        if AUGMENT_KEY in batch:
+            raise RuntimeError(
+                f"the {stage} batch still holds its augmentation draws ({AUGMENT_KEY!r}): a "
+                "DataModule built with augment_on_device=True applies them in its "
+                "transfer_batch_to_device hook; pass the DataModule to the Trainer rather "
+                "than its dataloaders"
+            )
         outputs = self.forward_outputs(batch)
         # Losses (divisions, exponentials) run in float32 under autocast.
         with torch.autocast(self.device.type, enabled=False):

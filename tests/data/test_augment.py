@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from lightning_depth.data.augment import (
+    AUGMENT_KEY,
     StereoAugment,
+    augment_batch,
     colour_matrix,
     make_augment,
+    pack_params,
+    unpack_params,
     vertical_shift,
 )
 from lightning_depth.data.monkaa import (
@@ -200,6 +204,61 @@ def test_make_augment_and_bad_settings():
         StereoAugment()(torch.rand(1, 4, 4), torch.rand(1, 4, 4))
 
 
+# -- on the training device (augment_batch) ----------------------------------------------------
+
+
+def _draws(aug: StereoAugment, seeds) -> list[dict]:
+    return [aug.sample_packed(H, W, _gen(seed)) for seed in seeds]
+
+
+def test_sample_packed_draws_what_sample_draws_and_round_trips():
+    aug = StereoAugment(eraser_p=1.0)
+    for seed in range(6):
+        params = aug.sample(H, W, _gen(seed))
+        packed = aug.sample_packed(H, W, _gen(seed))
+        [(back, noise_seed)] = unpack_params(torch.utils.data.default_collate([packed]))
+        assert back.colour == params.colour and back.vshift == params.vshift
+        assert back.boxes == params.boxes and 1 <= len(back.boxes) <= 2
+        for name in ("brightness", "contrast", "saturation", "hue", "gamma"):
+            assert torch.equal(getattr(back, name), getattr(params, name))
+        assert torch.equal(back.blur_sigma, params.blur_sigma)
+        assert torch.equal(back.noise_std, params.noise_std)
+        # the noise seed is the generator's next draw after the parameters
+        g = _gen(seed)
+        aug.sample(H, W, g)
+        assert noise_seed == int(torch.randint(0, 2**62, (), generator=g))
+    with pytest.raises(ValueError, match="lack \\['noise_seed'\\]"):
+        unpack_params({k: v for k, v in pack_params(params, 1).items() if k != "noise_seed"})
+
+
+def test_augment_batch_equals_apply_per_pair_with_seeded_noise(device):
+    aug = StereoAugment(colour_p=0.5, blur_p=0.5, noise_p=0.5)
+    seeds = range(8)
+    draws = _draws(aug, seeds)
+    items = [unpack_params(torch.utils.data.default_collate([d]))[0] for d in draws]
+    # the batch mixes every branch: colour on and off, blur, noise, shifts, boxes
+    assert {p.colour for p, _ in items} == {True, False}
+    assert any(float(p.blur_sigma.max()) > 0 for p, _ in items)
+    assert any(float(p.noise_std.max()) > 0 for p, _ in items)
+    assert any(p.vshift for p, _ in items) and any(p.boxes for p, _ in items)
+    pairs = [_pair(100 + s) for s in seeds]
+    left = torch.stack([p[0] for p in pairs]).to(device)
+    right = torch.stack([p[1] for p in pairs]).to(device)
+    out_left, out_right = augment_batch(left, right, torch.utils.data.default_collate(draws))
+    assert out_left.device == left.device and out_left.dtype == torch.float32
+    for b, (params, noise_seed) in enumerate(items):
+        noise = torch.Generator(device=device).manual_seed(noise_seed)
+        want = aug.apply(pairs[b][0].to(device), pairs[b][1].to(device), params, noise)
+        torch.testing.assert_close(out_left[b], want[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(out_right[b], want[1], rtol=0, atol=1e-6)
+    # the colour step changed the coloured items and left the others alone
+    for b, (params, _) in enumerate(items):
+        if not params.colour and not params.blur_sigma[0] and not params.noise_std[0]:
+            assert torch.equal(out_left[b], left[b])
+    with pytest.raises(ValueError, match="8 augmentation draws for a batch of 2"):
+        augment_batch(left[:2], right[:2], torch.utils.data.default_collate(draws))
+
+
 # -- in Monkaa's transform and DataModule -----------------------------------------------------
 
 
@@ -291,3 +350,101 @@ def test_shuffle_seed_changes_order_and_augmentation_not_the_split(tmp_path):
     assert sorted(other[2]) == sorted(default[2]) and other[2] != default[2]
     by_name = dict(zip(default[2], default[3]))
     assert not any(torch.equal(by_name[n], x) for n, x in zip(other[2], other[3]))
+
+
+def test_device_augmentation_gives_the_loader_batches_without_noise(tmp_path):
+    """With the noise off, batches augmented in the DataModule's transfer hook equal those
+    augmented in the loader (same draws from the same item seeds), and the items travel as
+    uint8 crops with their packed draws."""
+    settings = {"noise_p": 0.0, "blur_p": 0.5}
+    common = _small_monkaa(tmp_path, scenes=3, val_fraction=0.34, augment=settings)
+    loader = MonkaaDataModule(**common)
+    on_device = MonkaaDataModule(**common, augment_on_device=True)
+    for dm in (loader, on_device):
+        dm.prepare_data()
+        dm.setup("fit")
+    for a, raw in zip(loader.train_dataloader(), on_device.train_dataloader()):
+        assert raw["left"].dtype == torch.uint8 and AUGMENT_KEY in raw
+        b = on_device.transfer_batch_to_device(raw, torch.device("cpu"), 0)
+        assert AUGMENT_KEY not in b and a["name"] == b["name"]
+        assert torch.equal(a["disparity"], b["disparity"])
+        for key in ("left", "right"):
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5)
+    # evaluation batches are the same float batches either way, and pass the hook unchanged
+    va, vb = next(iter(loader.val_dataloader())), next(iter(on_device.val_dataloader()))
+    vb = on_device.transfer_batch_to_device(vb, torch.device("cpu"), 0)
+    assert all(torch.equal(va[k], vb[k]) for k in ("left", "right", "disparity"))
+
+
+def test_trainer_applies_device_augmentation_before_the_step(tmp_path):
+    """A real fit: Lightning calls the DataModule's transfer hook, so the task sees float,
+    normalised, augmented views (with noise, which the loader path would draw differently)."""
+    import lightning as L
+
+    from lightning_depth.models.anynet import AnyNet
+    from lightning_depth.tasks.stereo import StereoDepthModule
+
+    common = _small_monkaa(tmp_path, scenes=3, val_fraction=0.34, augment={"noise_p": 1.0})
+    dm = MonkaaDataModule(**common, augment_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    raw = next(iter(dm.train_dataloader()))
+    expected = dm.transfer_batch_to_device(raw, torch.device("cpu"), 0)
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append({k: batch[k].clone() for k in ("left", "right")} | {"n": batch["name"]})
+
+    task = StereoDepthModule(net=AnyNet(spn_channels=0))
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Spy()],
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    trainer.fit(task, datamodule=dm)
+    assert len(seen) == 2
+    assert seen[0]["n"] == expected["name"]
+    for key in ("left", "right"):
+        assert seen[0][key].dtype == torch.float32
+        torch.testing.assert_close(seen[0][key], expected[key], rtol=0, atol=0)
+
+
+def test_dataloaders_without_the_datamodule_hook_stop_with_a_clear_error(tmp_path):
+    """Handing the Trainer the dataloaders alone skips the DataModule's transfer hook: the
+    step must refuse the raw uint8 views instead of training on them."""
+    import lightning as L
+
+    from lightning_depth.models.anynet import AnyNet
+    from lightning_depth.tasks.stereo import StereoDepthModule
+
+    common = _small_monkaa(tmp_path, scenes=3, val_fraction=0.34, augment=True)
+    dm = MonkaaDataModule(**common, augment_on_device=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    task = StereoDepthModule(net=AnyNet(spn_channels=0))
+    with pytest.raises(RuntimeError, match="transfer_batch_to_device hook"):
+        trainer.fit(task, train_dataloaders=dm.train_dataloader())
+
+
+def test_device_augmentation_without_augment_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="augment is off"):
+        MonkaaDataModule(
+            **_small_monkaa(tmp_path, scenes=3, val_fraction=0.34), augment_on_device=True
+        )
