@@ -13,6 +13,12 @@ outcomes reused: only the files' sizes and times are read). Finally a short mono
 run (DepthAutoencoder, batch 8, 256x256, one loader worker) on shards measures the fraction
 of step time spent waiting for data.
 
+Stereo training items with photometric augmentation (``augment: true``) are timed both ways:
+augmented in the worker (``stereo_augmented_samples_s``), or only cropped there
+(``augment_on_device``: ``stereo_crop_for_device_samples_s``), with the batch augmented by
+the DataModule's transfer hook on the training device, whose rate is timed on CUDA where it
+exists, else on the CPU (``augment_hook_cuda_samples_s`` / ``augment_hook_cpu_samples_s``).
+
 Rendered scenes compress better than photographs, so the PNG decoding cost here is a lower
 bound of the real data's.
 
@@ -23,8 +29,9 @@ Usage::
 
 The last line is ``RESULT shards_vs_folder_mono=<x> shards_vs_folder_stereo=<x>
 data_wait_fraction=<x> check_mono_files_s_cold=<x> check_mono_files_s_cached=<x>
-check_stereo_files_s_cold=<x> check_stereo_files_s_cached=<x>`` (check rates in files per
-second, all workers together).
+check_stereo_files_s_cold=<x> check_stereo_files_s_cached=<x> stereo_augmented_samples_s=<x>
+stereo_crop_for_device_samples_s=<x> augment_hook_<cpu|cuda>_samples_s=<x>`` (check rates in
+files per second, all workers together).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from pathlib import Path
 import torch
 
 from lightning_depth.data.archive import ArchiveSet
+from lightning_depth.data.augment import AUGMENT_KEY, StereoAugment, augment_batch
 from lightning_depth.data.check import scan
 from lightning_depth.data.diode import (
     DIODEDataset,
@@ -58,6 +66,7 @@ from lightning_depth.data.monkaa import (
 from lightning_depth.data.prepare import main as prepare
 from lightning_depth.data.streaming import ShardDataset, StreamingDataLoader
 from lightning_depth.data.transforms import format_size
+from lightning_depth.encoding import normalize, to_unit
 
 
 def rate(dataset, order, repeats: int = 3) -> float:
@@ -164,11 +173,41 @@ def bench_stereo(root: Path, frames: int, source_size, crop) -> dict[str, float]
     # the shards hold the train split only (prepare split off a validation frame)
     out["shards"] = rate(shards, random.Random(0).sample(range(len(shards)), len(shards)))
     out["shards_loader_epoch"] = loader_epoch_rate(shards)
+    # training items with photometric augmentation: done in the worker, or only cropped
+    # there (augment_on_device; the batch is augmented by the DataModule's transfer hook)
+    for key, on_device in (("shards_augmented", False), ("shards_crop_for_device", True)):
+        transform = MonkaaTransform(**kwargs, augment=StereoAugment(), augment_on_device=on_device)
+        dataset = ShardDataset(str(root / "shards" / "train"), transform)
+        out[key] = rate(dataset, random.Random(0).sample(range(len(dataset)), len(dataset)))
     print(
         f"stereo {n} frames {format_size(source_size)}, crops {format_size(crop)} (HxW): "
         f"prepare {prepare_s:.1f} s"
     )
     return out
+
+
+def device_augment_rate(shards: Path, crop, device: torch.device, batch_size: int = 8) -> float:
+    """Samples/s of the augmentation that ``augment_on_device`` moves out of the workers
+    (uint8 -> unit floats, :func:`~lightning_depth.data.augment.augment_batch`, normalisation)
+    on ``device``, batches of ``batch_size`` already there; the best of 3 passes."""
+    transform = MonkaaTransform(True, crop, augment=StereoAugment(), augment_on_device=True)
+    dataset = ShardDataset(str(shards), transform)
+    loader = StreamingDataLoader(dataset, batch_size=batch_size, num_workers=0)
+    batches = []
+    for batch in loader:
+        params = batch.pop(AUGMENT_KEY)
+        batches.append(({k: batch[k].to(device) for k in ("left", "right")}, params))
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    best = 0.0
+    for _ in range(3):
+        sync()
+        start = time.perf_counter()
+        for views, params in batches:
+            left, right = augment_batch(to_unit(views["left"]), to_unit(views["right"]), params)
+            normalize(left), normalize(right)
+        sync()
+        best = max(best, len(dataset) / (time.perf_counter() - start))
+    return best
 
 
 def data_wait_fraction(shards: Path, size, steps: int, batch_size: int) -> float:
@@ -223,9 +262,15 @@ def main() -> None:
         m = bench_mono(root / "diode", **mono)
         s = bench_stereo(root / "monkaa", **stereo)
         torch.set_num_threads(threads)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        s["augment_hook_" + device.type] = device_augment_rate(
+            root / "monkaa" / "shards" / "train", stereo["crop"], device
+        )
         for name, rates in (("mono", m), ("stereo", s)):
             for source, value in rates.items():
                 unit = "files/s (check)" if source.startswith("check") else "samples/s per worker"
+                if source.startswith("augment_hook"):
+                    unit = f"samples/s in the transfer hook ({torch.get_num_threads()} threads)"
                 print(f"{name:6s} {source:26s} {value:8.1f} {unit}")
         shards = root / "diode" / "shards" / "train"
         wait = data_wait_fraction(shards, mono["size"], steps, batch_size)
@@ -238,7 +283,10 @@ def main() -> None:
         f"check_mono_files_s_cold={m['check_cold']:.0f} "
         f"check_mono_files_s_cached={m['check_cached']:.0f} "
         f"check_stereo_files_s_cold={s['check_cold']:.0f} "
-        f"check_stereo_files_s_cached={s['check_cached']:.0f}"
+        f"check_stereo_files_s_cached={s['check_cached']:.0f} "
+        f"stereo_augmented_samples_s={s['shards_augmented']:.1f} "
+        f"stereo_crop_for_device_samples_s={s['shards_crop_for_device']:.1f} "
+        f"augment_hook_{device.type}_samples_s={s['augment_hook_' + device.type]:.1f}"
     )
 
 
