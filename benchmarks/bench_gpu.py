@@ -14,6 +14,13 @@ float16, fused Adam. Random inputs (speed does not depend on the content).
 - ``gpu_util``: the GPU's utilisation in percent (NVML, through ``torch.cuda.utilization``,
   sampled every 20 ms while the float32 stereo training steps run; ``nan`` where NVML is not
   installed: ``pip install nvidia-ml-py``).
+- pipeline (skip with ``--no-pipeline``): AnyNet + SPN-8 trained through Lightning
+  (bf16-mixed, batch 8, 256x512 crops with ``augment: true``) from litdata shards of 240
+  generated things scenes, written first (about a minute on 16 cores); once with the
+  augmentation in the loader workers, once on the device (``augment_on_device``):
+  ``pipeline_samples_s_worker`` / ``_device`` over 60 steps after 20 of warm-up, and the GPU's
+  mean utilisation meanwhile, ``pipeline_gpu_util_worker`` / ``_device``. This is the issue's
+  "the loader keeps up" figure; the random-input ``stereo_train_*`` rates above are the ceiling.
 
 Each setting is timed with ``torch.cuda.synchronize`` around ``--steps`` steps after warm-up;
 the median of 3 repeats is reported. Last line::
@@ -22,10 +29,12 @@ the median of 3 repeats is reported. Last line::
            stereo_ms_1=... stereo_ms_2=... stereo_ms_3=... stereo_ms_3_spn=...
            stereo_ms_3_spn_fp16=... spn_overhead=... spn_ms=... spn_ms_torch=...
            stereo_train_fp32=... gpu_util=... stereo_train_fp16=... stereo_train_bf16=...
+           pipeline_samples_s_worker=... pipeline_gpu_util_worker=...
+           pipeline_samples_s_device=... pipeline_gpu_util_device=...
 
 Usage::
 
-    python benchmarks/bench_gpu.py [--steps N]
+    python benchmarks/bench_gpu.py [--steps N] [--workers N] [--no-pipeline]
 """
 
 from __future__ import annotations
@@ -33,16 +42,22 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
+import lightning as L
 import torch
 
+from lightning_depth.data.monkaa import MonkaaDataModule, synthesize_monkaa
+from lightning_depth.data.prepare import main as prepare
 from lightning_depth.losses.mono import MonoDepthLoss
 from lightning_depth.losses.stereo import multi_stage_smooth_l1
 from lightning_depth.models.anynet import AnyNet
 from lightning_depth.models.autoencoder import DepthAutoencoder
+from lightning_depth.tasks.stereo import StereoDepthModule
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -170,15 +185,123 @@ def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
     return out
 
 
+class PipelineTimer(L.Callback):
+    """Wall time and samples of the training steps after the first ``warmup``, each step
+    waited for (``sync``), with the GPU's utilisation sampled over them where ``sample_gpu``."""
+
+    def __init__(self, warmup: int, sync: Callable[[], None], sample_gpu: bool) -> None:
+        self.warmup, self.sync, self.sample_gpu = warmup, sync, sample_gpu
+        self.start: Optional[float] = None
+        self.end: Optional[float] = None
+        self.samples = 0
+        self.sampler: Optional[UtilizationSampler] = None
+        self.batch_keys: set[str] = set()
+        self.view_dtype: Optional[torch.dtype] = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_keys |= set(batch)
+        self.view_dtype = batch["left"].dtype
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.sync()
+        if batch_idx + 1 == self.warmup:
+            self.start = time.perf_counter()
+            if self.sample_gpu:
+                self.sampler = UtilizationSampler().__enter__()
+        elif batch_idx + 1 > self.warmup:
+            self.samples += len(batch["left"])
+            self.end = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.sampler is not None:
+            self.sampler.__exit__(None, None, None)
+
+    @property
+    def rate(self) -> float:
+        """Samples/s over the timed steps."""
+        if self.start is None or self.end is None:
+            raise RuntimeError(f"no step after the {self.warmup} warm-up steps was timed")
+        return self.samples / (self.end - self.start)
+
+
+def bench_pipeline(
+    root: Path,
+    accelerator: str = "gpu",
+    steps: int = 80,
+    warmup: int = 20,
+    scenes: int = 240,
+    size: tuple[int, int] = (320, 640),
+    crop: tuple[int, int] = (256, 512),
+    batch: int = 8,
+    workers: Optional[int] = None,
+    precision: str = "bf16-mixed",
+) -> tuple[dict[str, float], dict[bool, PipelineTimer]]:
+    """AnyNet + SPN-8 trained by Lightning from litdata shards of generated things scenes
+    (``scenes`` of ``size``, one frame each, ``root``), ``crop`` crops with photometric
+    augmentation in the loader workers and then on the device (``augment_on_device``):
+    samples/s over ``steps - warmup`` steps and, on a GPU, its mean utilisation meanwhile.
+    Returns the figures and the timers (for tests)."""
+    things = root / "things"
+    synthesize_monkaa(things, scenes=scenes, frames=1, size=size, seed=0, style="things")
+    shards = root / "shards"
+    argv = ["monkaa", "--src", str(things), "--out", str(shards)]
+    prepare([*argv, "--val-fraction", "0.05", "--test-fraction", "0", "--num-workers", "4"])
+    out, timers = {}, {}
+    sync = torch.cuda.synchronize if accelerator == "gpu" else (lambda: None)
+    for on_device in (False, True):
+        key = "device" if on_device else "worker"
+        data = MonkaaDataModule(
+            source="shards",
+            shards=str(shards),
+            cache_dir=str(root / f"cache_{key}"),
+            size=crop,
+            batch_size=batch,
+            augment=True,
+            augment_on_device=on_device,
+            num_workers=workers,
+            persistent_workers=True,
+        )
+        timer = PipelineTimer(warmup, sync, sample_gpu=accelerator == "gpu")
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            precision=precision,
+            max_steps=steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+        )
+        torch.manual_seed(0)
+        trainer.fit(StereoDepthModule(net=AnyNet(spn_channels=8)), datamodule=data)
+        out[f"pipeline_samples_s_{key}"] = timer.rate
+        if accelerator == "gpu":
+            out[f"pipeline_gpu_util_{key}"] = timer.sampler.mean if timer.sampler else math.nan
+        timers[on_device] = timer
+    return out, timers
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="pipeline: loader workers (default: automatic)"
+    )
+    parser.add_argument(
+        "--no-pipeline", action="store_true", help="skip the training run from litdata shards"
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA device (torch.cuda.is_available() is False)")
     torch.backends.cudnn.benchmark = True
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     results = {**bench_mono(args.steps), **bench_stereo(args.steps)}
+    if not args.no_pipeline:
+        with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
+            results.update(bench_pipeline(Path(tmp), workers=args.workers)[0])
     for key, value in results.items():
         print(f"{key:24s} {value:10.2f}")
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))

@@ -51,3 +51,32 @@ def test_utilization_sampler_says_why_without_nvml(monkeypatch):
     with _bench_gpu().UtilizationSampler() as sampler:
         pass
     assert math.isnan(sampler.mean) and "pynvml does not seem" in sampler.reason
+
+
+def test_pipeline_trains_from_shards_with_both_augmentation_paths(tmp_path):
+    """The pipeline part run on the CPU at toy sizes: each run trains from the shards the
+    benchmark wrote, the task receives augmented float views (the packed draws consumed by
+    the transfer hook in the device run), and the rate counts exactly the timed steps."""
+    steps, warmup, batch = 4, 1, 2
+    figures, timers = _bench_gpu().bench_pipeline(
+        tmp_path,
+        accelerator="cpu",
+        steps=steps,
+        warmup=warmup,
+        scenes=12,
+        size=(64, 128),
+        crop=(32, 64),
+        batch=batch,
+        workers=0,
+        precision="32-true",
+    )
+    assert sorted(figures) == ["pipeline_samples_s_device", "pipeline_samples_s_worker"]
+    shards = sorted(p.name for p in (tmp_path / "shards").iterdir())
+    assert shards == ["train", "val"]
+    for on_device, timer in timers.items():
+        assert timer.samples == (steps - warmup) * batch
+        assert timer.rate == timer.samples / (timer.end - timer.start) > 0
+        assert timer.view_dtype == torch.float32 and "augment" not in timer.batch_keys
+        assert timer.sampler is None
+    key = "pipeline_samples_s_device"
+    assert figures[key] == timers[True].rate
