@@ -5,18 +5,19 @@ step itself is timed: the forward and loss under ``torch.autocast``, a ``GradSca
 float16, fused Adam. Random inputs (speed does not depend on the content).
 
 - mono: 4-1-4 autoencoder, faithful loss, batch 32 at 256x256 (the Keras example's setting),
-  training samples/s.
+  training samples/s; ``mono_train_bf16_cl`` with channels-last weights and inputs.
 - stereo: AnyNet with SPN-8: inference at 384x1248 (KITTI padded to 16), batch 1, ms per pass
   for 1, 2, 3 stages and 3 + SPN (``spn_overhead`` = 3 + SPN over 3 stages, minus 1); the SPN
   alone at its 1/4 resolution (gate network, lift, propagation, projection): ``spn_ms`` with
   the default backend (the Triton kernels where Triton imports) and ``spn_ms_torch`` with the
-  PyTorch column loop; training at 256x512 crops, batch 8, samples/s.
+  PyTorch column loop; training at 256x512 crops, batch 8, samples/s (``_bf16_cl``:
+  channels-last 2D and 3D weights and inputs).
 - ``gpu_util``: the GPU's utilisation in percent (NVML, through ``torch.cuda.utilization``,
   sampled every 20 ms while the float32 stereo training steps run; ``nan`` where NVML is not
   installed: ``pip install nvidia-ml-py``).
 - pipeline (skip with ``--no-pipeline``): AnyNet + SPN-8 trained through Lightning
   (bf16-mixed, batch 8, 256x512 crops with ``augment: true``) from litdata shards of 240
-  generated things scenes, written first (about a minute on 16 cores); once with the
+  generated things scenes, written first (not timed); once with the
   augmentation in the loader workers, once on the device (``augment_on_device``):
   ``pipeline_samples_s_worker`` / ``_device`` over 60 steps after 20 of warm-up, and the GPU's
   mean utilisation meanwhile, ``pipeline_gpu_util_worker`` / ``_device``. This is the issue's
@@ -26,9 +27,10 @@ Each setting is timed with ``torch.cuda.synchronize`` around ``--steps`` steps a
 the median of 3 repeats is reported. Last line::
 
     RESULT mono_train_fp32=<samples/s> mono_train_fp16=... mono_train_bf16=...
-           stereo_ms_1=... stereo_ms_2=... stereo_ms_3=... stereo_ms_3_spn=...
-           stereo_ms_3_spn_fp16=... spn_overhead=... spn_ms=... spn_ms_torch=...
-           stereo_train_fp32=... gpu_util=... stereo_train_fp16=... stereo_train_bf16=...
+           mono_train_bf16_cl=... stereo_ms_1=... stereo_ms_2=... stereo_ms_3=...
+           stereo_ms_3_spn=... stereo_ms_3_spn_fp16=... spn_overhead=... spn_ms=...
+           spn_ms_torch=... stereo_train_fp32=... gpu_util=... stereo_train_fp16=...
+           stereo_train_bf16=... stereo_train_bf16_cl=...
            pipeline_samples_s_worker=... pipeline_gpu_util_worker=...
            pipeline_samples_s_device=... pipeline_gpu_util_device=...
 
@@ -133,6 +135,16 @@ def training_step(
     return step
 
 
+def to_channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with its 4D weights channels-last and its 5D weights channels-last-3d, in
+    place (``Module.to(memory_format=...)`` refuses a model that has both)."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for param in net.parameters():
+        if param.dim() in formats:
+            param.data = param.data.contiguous(memory_format=formats[param.dim()])
+    return net
+
+
 def bench_mono(steps: int, batch: int = 32, size: int = 256) -> dict[str, float]:
     gen = torch.Generator(device="cuda").manual_seed(0)
     image = torch.rand(batch, 3, size, size, device="cuda", generator=gen)
@@ -144,6 +156,12 @@ def bench_mono(steps: int, batch: int = 32, size: int = 256) -> dict[str, float]
         net = DepthAutoencoder(depth=4).cuda().train()
         step = training_step(net, lambda pred: loss(pred, target)["loss"], (image,), half)
         out[f"mono_train_{name}"] = batch / _median_seconds(step, steps)
+    # the same in bf16 with channels-last weights and inputs (NHWC, what tensor cores take)
+    torch.manual_seed(0)
+    net = to_channels_last(DepthAutoencoder(depth=4).cuda().train())
+    image_cl = image.contiguous(memory_format=torch.channels_last)
+    step = training_step(net, lambda pred: loss(pred, target)["loss"], (image_cl,), torch.bfloat16)
+    out["mono_train_bf16_cl"] = batch / _median_seconds(step, steps)
     return out
 
 
@@ -182,6 +200,13 @@ def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
             out["gpu_util"] = sampler.mean
             if sampler.reason:
                 print(f"gpu_util: nan, NVML unavailable ({sampler.reason})")
+    torch.manual_seed(0)
+    net = to_channels_last(AnyNet(spn_channels=8).cuda().train())
+    crops_cl = tuple(c.contiguous(memory_format=torch.channels_last) for c in crops)
+    step = training_step(
+        net, lambda preds: multi_stage_smooth_l1(preds, gt)[0], crops_cl, torch.bfloat16
+    )
+    out["stereo_train_bf16_cl"] = batch / _median_seconds(step, steps)
     return out
 
 

@@ -80,3 +80,27 @@ def test_pipeline_trains_from_shards_with_both_augmentation_paths(tmp_path):
         assert timer.sampler is None
     key = "pipeline_samples_s_device"
     assert figures[key] == timers[True].rate
+
+
+def test_to_channels_last_converts_2d_and_3d_weights_and_keeps_the_outputs():
+    from lightning_depth.models.anynet import AnyNet
+    from lightning_depth.models.native import kernels_enabled
+
+    torch.manual_seed(0)
+    plain = AnyNet(spn_channels=2).eval()
+    converted = _bench_gpu().to_channels_last(AnyNet(spn_channels=2).eval())
+    converted.load_state_dict(plain.state_dict())  # copies values, keeps the layouts
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    dims = {p.dim() for p in converted.parameters()}
+    assert {4, 5} <= dims
+    for p in converted.parameters():
+        if p.dim() in formats:
+            assert p.is_contiguous(memory_format=formats[p.dim()])
+    # most kernels (more than one input channel and tap) are no longer in the default layout
+    assert sum(not p.is_contiguous() for p in converted.parameters()) > 10
+    left, right = torch.randn(2, 1, 3, 32, 64).unbind(0)
+    with torch.no_grad(), kernels_enabled(False):
+        expected = plain(left, right)
+        got = converted(*(x.contiguous(memory_format=torch.channels_last) for x in (left, right)))
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
