@@ -73,7 +73,7 @@ def test_pipeline_trains_from_shards_with_both_augmentation_paths(tmp_path):
     assert sorted(figures) == ["pipeline_samples_s_device", "pipeline_samples_s_worker"]
     shards = sorted(p.name for p in (tmp_path / "shards").iterdir())
     assert shards == ["train", "val"]
-    for on_device, timer in timers.items():
+    for timer in timers.values():
         assert timer.samples == (steps - warmup) * batch
         assert timer.rate == timer.samples / (timer.end - timer.start) > 0
         assert timer.view_dtype == torch.float32 and "augment" not in timer.batch_keys
