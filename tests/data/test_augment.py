@@ -376,13 +376,34 @@ def test_device_augmentation_gives_the_loader_batches_without_noise(tmp_path):
     assert all(torch.equal(va[k], vb[k]) for k in ("left", "right", "disparity"))
 
 
+def _quiet_trainer(max_steps: int, **kwargs):
+    """A CPU Trainer that only trains: no logger, checkpoints, progress or validation."""
+    import lightning as L
+
+    return L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **kwargs,
+    )
+
+
+def _small_anynet_task():
+    from lightning_depth.models.anynet import AnyNet
+    from lightning_depth.tasks.stereo import StereoDepthModule
+
+    return StereoDepthModule(net=AnyNet(spn_channels=0))
+
+
 def test_trainer_applies_device_augmentation_before_the_step(tmp_path):
     """A real fit: Lightning calls the DataModule's transfer hook, so the task sees float,
     normalised, augmented views (with noise, which the loader path would draw differently)."""
     import lightning as L
-
-    from lightning_depth.models.anynet import AnyNet
-    from lightning_depth.tasks.stereo import StereoDepthModule
 
     common = _small_monkaa(tmp_path, scenes=3, val_fraction=0.34, augment={"noise_p": 1.0})
     dm = MonkaaDataModule(**common, augment_on_device=True)
@@ -396,19 +417,7 @@ def test_trainer_applies_device_augmentation_before_the_step(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.append({k: batch[k].clone() for k in ("left", "right")} | {"n": batch["name"]})
 
-    task = StereoDepthModule(net=AnyNet(spn_channels=0))
-    trainer = L.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Spy()],
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    trainer.fit(task, datamodule=dm)
+    _quiet_trainer(max_steps=2, callbacks=[Spy()]).fit(_small_anynet_task(), datamodule=dm)
     assert len(seen) == 2
     assert seen[0]["n"] == expected["name"]
     for key in ("left", "right"):
@@ -419,28 +428,14 @@ def test_trainer_applies_device_augmentation_before_the_step(tmp_path):
 def test_dataloaders_without_the_datamodule_hook_stop_with_a_clear_error(tmp_path):
     """Handing the Trainer the dataloaders alone skips the DataModule's transfer hook: the
     step must refuse the raw uint8 views instead of training on them."""
-    import lightning as L
-
-    from lightning_depth.models.anynet import AnyNet
-    from lightning_depth.tasks.stereo import StereoDepthModule
-
     common = _small_monkaa(tmp_path, scenes=3, val_fraction=0.34, augment=True)
     dm = MonkaaDataModule(**common, augment_on_device=True)
     dm.prepare_data()
     dm.setup("fit")
-    trainer = L.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    task = StereoDepthModule(net=AnyNet(spn_channels=0))
     with pytest.raises(RuntimeError, match="transfer_batch_to_device hook"):
-        trainer.fit(task, train_dataloaders=dm.train_dataloader())
+        _quiet_trainer(max_steps=1).fit(
+            _small_anynet_task(), train_dataloaders=dm.train_dataloader()
+        )
 
 
 def test_device_augmentation_without_augment_is_refused(tmp_path):
