@@ -218,6 +218,7 @@ class PipelineTimer(L.Callback):
         self.warmup, self.sync, self.sample_gpu = warmup, sync, sample_gpu
         self.start: Optional[float] = None
         self.end: Optional[float] = None
+        self.steps = 0  # counted here: batch_idx restarts every epoch
         self.samples = 0
         self.sampler: Optional[UtilizationSampler] = None
         self.batch_keys: set[str] = set()
@@ -229,11 +230,12 @@ class PipelineTimer(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.sync()
-        if batch_idx + 1 == self.warmup:
+        self.steps += 1
+        if self.steps == self.warmup:
             self.start = time.perf_counter()
             if self.sample_gpu:
                 self.sampler = UtilizationSampler().__enter__()
-        elif batch_idx + 1 > self.warmup:
+        elif self.steps > self.warmup:
             self.samples += len(batch["left"])
             self.end = time.perf_counter()
 

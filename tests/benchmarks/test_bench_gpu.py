@@ -57,7 +57,7 @@ def test_pipeline_trains_from_shards_with_both_augmentation_paths(tmp_path):
     """The pipeline part run on the CPU at toy sizes: each run trains from the shards the
     benchmark wrote, the task receives augmented float views (the packed draws consumed by
     the transfer hook in the device run), and the rate counts exactly the timed steps."""
-    steps, warmup, batch = 4, 1, 2
+    steps, warmup, batch = 9, 2, 2  # 11 training scenes: 6 steps an epoch, so two epochs
     figures, timers = _bench_gpu().bench_pipeline(
         tmp_path,
         accelerator="cpu",
@@ -74,7 +74,8 @@ def test_pipeline_trains_from_shards_with_both_augmentation_paths(tmp_path):
     shards = sorted(p.name for p in (tmp_path / "shards").iterdir())
     assert shards == ["train", "val"]
     for timer in timers.values():
-        assert timer.samples == (steps - warmup) * batch
+        assert timer.steps == steps
+        assert timer.samples == (steps - warmup) * batch - 1  # epoch 1's last batch holds one
         assert timer.rate == timer.samples / (timer.end - timer.start) > 0
         assert timer.view_dtype == torch.float32 and "augment" not in timer.batch_keys
         assert timer.sampler is None
