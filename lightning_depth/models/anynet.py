@@ -366,6 +366,10 @@ class AnyNet(nn.Module):
             (residuals ``-(m-1) .. m-1``).
         spn_channels: SPN channels; 0 removes stage 4.
         align_corners: ``align_corners`` of the stage resizes (see above).
+        spn_residual: ``False`` (the original): stage 4 is the SPN's 1/4-resolution output,
+            upsampled. ``True``: the SPN's output is a correction, upsampled and added to
+            stage 3's estimate, and its projection starts at zero, so an untrained stage 4
+            equals stage 3. Same parameters.
     """
 
     def __init__(
@@ -378,6 +382,7 @@ class AnyNet(nn.Module):
         maxdisplist: Sequence[int] = (12, 3, 3),
         spn_channels: int = 8,
         align_corners: bool = False,
+        spn_residual: bool = False,
     ) -> None:
         super().__init__()
         if len(growth_rate) != 3 or len(maxdisplist) != 3:
@@ -395,6 +400,7 @@ class AnyNet(nn.Module):
         self.maxdisplist = tuple(int(m) for m in maxdisplist)
         self.spn_channels = int(spn_channels)
         self.align_corners = bool(align_corners)
+        self.spn_residual = bool(spn_residual)
 
         self.feature_extractor = UNetFeatureExtractor(init_channels, nblocks)
         self.cost_filters = nn.ModuleList(
@@ -402,6 +408,8 @@ class AnyNet(nn.Module):
         )
         self.spn = SPNRefinement(spn_channels) if spn_channels > 0 else None
         self._init_weights()
+        if self.spn is not None and self.spn_residual:
+            nn.init.zeros_(self.spn.project.weight)
 
     #: H and W of the inputs must be multiples of this (the 1/16 feature scale).
     size_multiple = 16
@@ -514,6 +522,9 @@ class AnyNet(nn.Module):
             preds.append(up if scale == 0 else up + preds[-1])
         if num == 4:
             quarter = (height // 4, width // 4)
-            refined = self.spn(self._resize(left, quarter), self._resize(preds[-1], quarter))
-            preds.append(self._resize(refined, (height, width)))
+            refined = self._resize(
+                self.spn(self._resize(left, quarter), self._resize(preds[-1], quarter)),
+                (height, width),
+            )
+            preds.append(preds[-1] + refined if self.spn_residual else refined)
         return preds

@@ -102,6 +102,35 @@ def test_align_corners_option():
         assert not torch.allclose(a(left, right, stages=1)[0], b(left, right, stages=1)[0])
 
 
+def test_spn_residual_adds_the_spn_output_to_stage_3():
+    torch.manual_seed(0)
+    model = AnyNet(spn_channels=2, spn_residual=True).eval()
+    assert sum(p.numel() for p in model.parameters()) == 35_277  # same parameters
+    left, right = _pair(batch=1)
+    with torch.no_grad():
+        # The projection starts at zero: an untrained stage 4 is stage 3.
+        assert (model.spn.project.weight == 0).all()
+        outs = model(left, right)
+        torch.testing.assert_close(outs[3], outs[2], rtol=0, atol=0)
+        torch.nn.init.normal_(model.spn.project.weight, 0.0, 0.1)
+        outs = model(left, right)
+        quarter = (16, 32)
+        spn = model.spn(
+            F.interpolate(left, quarter, mode="bilinear", align_corners=False),
+            F.interpolate(outs[2], quarter, mode="bilinear", align_corners=False),
+        )
+        expected = outs[2] + F.interpolate(spn, (64, 128), mode="bilinear", align_corners=False)
+    assert spn.abs().max() > 1e-3
+    torch.testing.assert_close(outs[3], expected, rtol=1e-5, atol=1e-5)
+    # The original form upsamples the SPN's output alone.
+    original = AnyNet(spn_channels=2).eval()
+    assert original.spn_residual is False and (original.spn.project.weight != 0).any()
+    original.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        upsampled = F.interpolate(spn, (64, 128), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(original(left, right)[3], upsampled, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("in_channels", [1, 3])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_conv3d_depth_major_equals_conv3d(in_channels, channels_last):
