@@ -22,6 +22,11 @@ float16, fused Adam. Random inputs (speed does not depend on the content).
   ``pipeline_samples_s_worker`` / ``_device`` over 60 steps after 20 of warm-up, and the GPU's
   mean utilisation meanwhile, ``pipeline_gpu_util_worker`` / ``_device``. This is the issue's
   "the loader keeps up" figure; the random-input ``stereo_train_*`` rates above are the ceiling.
+- compiled (only with ``--compile MODE``): bf16 training of both models compiled in place
+  with ``torch.compile`` (as ``lightning_depth.callbacks.CompileNetwork`` does in a fit;
+  ``MODE`` ``default``, ``reduce-overhead`` for CUDA graphs, or ``max-autotune``),
+  ``mono_train_bf16_compiled`` and ``stereo_train_bf16_compiled``; the first (warm-up) steps
+  compile, which is not timed.
 
 Each setting is timed with ``torch.cuda.synchronize`` around ``--steps`` steps after warm-up;
 the median of 3 repeats is reported. Last line::
@@ -33,10 +38,11 @@ the median of 3 repeats is reported. Last line::
            stereo_train_bf16=... stereo_train_bf16_cl=...
            pipeline_samples_s_worker=... pipeline_gpu_util_worker=...
            pipeline_samples_s_device=... pipeline_gpu_util_device=...
+           [mono_train_bf16_compiled=... stereo_train_bf16_compiled=...]
 
 Usage::
 
-    python benchmarks/bench_gpu.py [--steps N] [--workers N] [--no-pipeline]
+    python benchmarks/bench_gpu.py [--steps N] [--workers N] [--no-pipeline] [--compile MODE]
 """
 
 from __future__ import annotations
@@ -210,6 +216,30 @@ def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
     return out
 
 
+def bench_compiled(steps: int, mode: str, batch_mono: int = 32, batch_stereo: int = 8) -> dict:
+    """bf16 training samples/s of both models compiled in place (``nn.Module.compile``)."""
+    options = {"mode": None if mode == "default" else mode}
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    image = torch.rand(batch_mono, 3, 256, 256, device="cuda", generator=gen)
+    target = torch.rand(batch_mono, 1, 256, 256, device="cuda", generator=gen) * 2 - 1
+    crops = [torch.randn(batch_stereo, 3, 256, 512, device="cuda", generator=gen) for _ in "lr"]
+    gt = torch.rand(batch_stereo, 1, 256, 512, device="cuda", generator=gen) * 100
+    loss = MonoDepthLoss()
+    torch.manual_seed(0)
+    mono = DepthAutoencoder(depth=4).cuda().train()
+    mono.compile(**options)
+    step = training_step(mono, lambda pred: loss(pred, target)["loss"], (image,), torch.bfloat16)
+    out = {"mono_train_bf16_compiled": batch_mono / _median_seconds(step, steps)}
+    torch.manual_seed(0)
+    stereo = AnyNet(spn_channels=8).cuda().train()
+    stereo.compile(**options)
+    step = training_step(
+        stereo, lambda preds: multi_stage_smooth_l1(preds, gt)[0], tuple(crops), torch.bfloat16
+    )
+    out["stereo_train_bf16_compiled"] = batch_stereo / _median_seconds(step, steps)
+    return out
+
+
 class PipelineTimer(L.Callback):
     """Wall time and samples of the training steps after the first ``warmup``, each step
     waited for (``sync``), with the GPU's utilisation sampled over them where ``sample_gpu``."""
@@ -320,12 +350,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument(
         "--no-pipeline", action="store_true", help="skip the training run from litdata shards"
     )
+    parser.add_argument(
+        "--compile",
+        choices=("default", "reduce-overhead", "max-autotune"),
+        help="also time bf16 training compiled with torch.compile in this mode",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA device (torch.cuda.is_available() is False)")
     torch.backends.cudnn.benchmark = True
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     results = {**bench_mono(args.steps), **bench_stereo(args.steps)}
+    if args.compile:
+        results.update(bench_compiled(args.steps, args.compile))
     if not args.no_pipeline:
         with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
             results.update(bench_pipeline(Path(tmp), workers=args.workers)[0])

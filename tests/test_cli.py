@@ -11,6 +11,7 @@ import torch
 import yaml
 from lightning.pytorch import LightningDataModule
 
+from lightning_depth.callbacks import CompileNetwork
 from lightning_depth.cli import main
 from lightning_depth.config import DepthCLI, build_cli
 from lightning_depth.tasks.base import DepthTask
@@ -84,6 +85,27 @@ def test_corrected_configs_use_the_log_depth_range(tmp_path: Path) -> None:
 def test_mono_configs_have_the_paper_parameter_counts(name: str, count: int) -> None:
     cli = _build("--config", str(CONFIGS / "mono" / name), "--trainer.logger=false")
     assert _count(cli.model.net) == count
+
+
+def test_compile_config_adds_the_callback_after_the_experiments_own(tmp_path: Path) -> None:
+    cli = _build(
+        "--config",
+        str(CONFIGS / "stereo" / "things_spn_on_frozen_stages.yaml"),
+        "--config",
+        str(CONFIGS / "trainer" / "compile.yaml"),
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    )
+    names = [type(c).__name__ for c in cli.trainer.callbacks]
+    assert names.index("InitWeights") < names.index("FreezeWeights") < names.index("CompileNetwork")
+    (compile_callback,) = [c for c in cli.trainer.callbacks if isinstance(c, CompileNetwork)]
+    assert compile_callback.options == {
+        "mode": None,
+        "backend": "inductor",
+        "fullgraph": False,
+        "dynamic": False,
+    }
+    assert compile_callback.stages == ["fit"]
 
 
 @pytest.mark.parametrize(

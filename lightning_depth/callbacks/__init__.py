@@ -1,7 +1,8 @@
-"""Callbacks: checkpoints, warm starts, frozen parts, the demo report, validation panels,
-SIGTERM and predict writers."""
+"""Callbacks: checkpoints, warm starts, frozen parts, compiled networks, the demo report,
+validation panels, SIGTERM and predict writers."""
 
 from lightning_depth.callbacks.checkpoints import BestCheckpoint, LatestCheckpoint
+from lightning_depth.callbacks.compile import CompileNetwork
 from lightning_depth.callbacks.freeze import FreezeWeights
 from lightning_depth.callbacks.init_weights import InitWeights
 from lightning_depth.callbacks.panels import PredictionPanels
@@ -11,6 +12,7 @@ from lightning_depth.callbacks.resume import CheckpointOnSigterm
 __all__ = [
     "BestCheckpoint",
     "CheckpointOnSigterm",
+    "CompileNetwork",
     "FreezeWeights",
     "InitWeights",
     "LatestCheckpoint",
