@@ -222,7 +222,7 @@ def bench_compiled(steps: int, mode: str, batch_mono: int = 32, batch_stereo: in
     gen = torch.Generator(device="cuda").manual_seed(0)
     image = torch.rand(batch_mono, 3, 256, 256, device="cuda", generator=gen)
     target = torch.rand(batch_mono, 1, 256, 256, device="cuda", generator=gen) * 2 - 1
-    crops = [torch.randn(batch_stereo, 3, 256, 512, device="cuda", generator=gen) for _ in "lr"]
+    crops = [torch.randn(batch_stereo, 3, 256, 512, device="cuda", generator=gen) for _ in range(2)]
     gt = torch.rand(batch_stereo, 1, 256, 512, device="cuda", generator=gen) * 100
     loss = MonoDepthLoss()
     torch.manual_seed(0)
