@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from lightning_depth.data.archive import ArchiveSet
-from lightning_depth.data.augment import AUGMENT_KEY, StereoAugment, augment_batch
+from lightning_depth.data.augment import AUGMENT_KEY, StereoAugment
 from lightning_depth.data.check import scan
 from lightning_depth.data.diode import (
     DIODEDataset,
@@ -60,13 +60,13 @@ from lightning_depth.data.monkaa import (
     MonkaaDataset,
     MonkaaLayout,
     MonkaaTransform,
+    augment_views,
     list_monkaa_samples,
     synthesize_monkaa,
 )
 from lightning_depth.data.prepare import main as prepare
 from lightning_depth.data.streaming import ShardDataset, StreamingDataLoader
 from lightning_depth.data.transforms import format_size
-from lightning_depth.encoding import normalize, to_unit
 
 
 def rate(dataset, order, repeats: int = 3) -> float:
@@ -188,7 +188,8 @@ def bench_stereo(root: Path, frames: int, source_size, crop) -> dict[str, float]
 
 def device_augment_rate(shards: Path, crop, device: torch.device, batch_size: int = 8) -> float:
     """Samples/s of the augmentation that ``augment_on_device`` moves out of the workers
-    (uint8 -> unit floats, :func:`~lightning_depth.data.augment.augment_batch`, normalisation)
+    (:func:`~lightning_depth.data.monkaa.augment_views`: uint8 -> unit floats, the draws,
+    normalisation)
     on ``device``, batches of ``batch_size`` already there; the best of 3 passes."""
     transform = MonkaaTransform(True, crop, augment=StereoAugment(), augment_on_device=True)
     dataset = ShardDataset(str(shards), transform)
@@ -203,8 +204,7 @@ def device_augment_rate(shards: Path, crop, device: torch.device, batch_size: in
         sync()
         start = time.perf_counter()
         for views, params in batches:
-            left, right = augment_batch(to_unit(views["left"]), to_unit(views["right"]), params)
-            normalize(left), normalize(right)
+            augment_views(views["left"], views["right"], params)
         sync()
         best = max(best, len(dataset) / (time.perf_counter() - start))
     return best

@@ -32,13 +32,13 @@ Each setting is timed with ``torch.cuda.synchronize`` around ``--steps`` steps a
 the median of 3 repeats is reported. Last line::
 
     RESULT mono_train_fp32=<samples/s> mono_train_fp16=... mono_train_bf16=...
-           mono_train_bf16_cl=... stereo_ms_1=... stereo_ms_2=... stereo_ms_3=...
-           stereo_ms_3_spn=... stereo_ms_3_spn_fp16=... spn_overhead=... spn_ms=...
-           spn_ms_torch=... stereo_train_fp32=... gpu_util=... stereo_train_fp16=...
-           stereo_train_bf16=... stereo_train_bf16_cl=...
+           mono_train_bf16_cl=... [mono_train_bf16_compiled=...] stereo_ms_1=...
+           stereo_ms_2=... stereo_ms_3=... stereo_ms_3_spn=... stereo_ms_3_spn_fp16=...
+           spn_overhead=... spn_ms=... spn_ms_torch=... stereo_train_fp32=... gpu_util=...
+           stereo_train_fp16=... stereo_train_bf16=... stereo_train_bf16_cl=...
+           [stereo_train_bf16_compiled=...]
            pipeline_samples_s_worker=... pipeline_gpu_util_worker=...
            pipeline_samples_s_device=... pipeline_gpu_util_device=...
-           [mono_train_bf16_compiled=... stereo_train_bf16_compiled=...]
 
 Usage::
 
@@ -151,27 +151,56 @@ def to_channels_last(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def bench_mono(steps: int, batch: int = 32, size: int = 256) -> dict[str, float]:
+def fresh_step(
+    make_net: Callable[[], torch.nn.Module],
+    loss_fn: Callable[[object], torch.Tensor],
+    inputs: tuple[torch.Tensor, ...],
+    half: Optional[torch.dtype],
+    channels_last: bool = False,
+    compile_mode: Optional[str] = None,
+) -> Callable[[], None]:
+    """:func:`training_step` of a network from ``make_net`` (seeded, on the GPU, in training
+    mode); with ``channels_last`` its weights and ``inputs`` channels-last, with
+    ``compile_mode`` compiled in place (``nn.Module.compile``; ``"default"`` is mode None)."""
+    torch.manual_seed(0)
+    net = make_net().cuda().train()
+    if channels_last:
+        net = to_channels_last(net)
+        inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
+    if compile_mode:
+        net.compile(mode=None if compile_mode == "default" else compile_mode)
+    return training_step(net, loss_fn, inputs, half)
+
+
+def bench_mono(
+    steps: int, batch: int = 32, size: int = 256, compile_mode: Optional[str] = None
+) -> dict[str, float]:
     gen = torch.Generator(device="cuda").manual_seed(0)
     image = torch.rand(batch, 3, size, size, device="cuda", generator=gen)
     target = torch.rand(batch, 1, size, size, device="cuda", generator=gen) * 2 - 1
     loss = MonoDepthLoss()
-    out = {}
-    for name, half in PRECISIONS.items():
-        torch.manual_seed(0)
-        net = DepthAutoencoder(depth=4).cuda().train()
-        step = training_step(net, lambda pred: loss(pred, target)["loss"], (image,), half)
-        out[f"mono_train_{name}"] = batch / _median_seconds(step, steps)
-    # the same in bf16 with channels-last weights and inputs (NHWC, what tensor cores take)
-    torch.manual_seed(0)
-    net = to_channels_last(DepthAutoencoder(depth=4).cuda().train())
-    image_cl = image.contiguous(memory_format=torch.channels_last)
-    step = training_step(net, lambda pred: loss(pred, target)["loss"], (image_cl,), torch.bfloat16)
-    out["mono_train_bf16_cl"] = batch / _median_seconds(step, steps)
+
+    def rate(half: Optional[torch.dtype], **options) -> float:
+        step = fresh_step(
+            lambda: DepthAutoencoder(depth=4),
+            lambda pred: loss(pred, target)["loss"],
+            (image,),
+            half,
+            **options,
+        )
+        return batch / _median_seconds(step, steps)
+
+    out = {f"mono_train_{name}": rate(half) for name, half in PRECISIONS.items()}
+    # bf16 with channels-last weights and inputs (NHWC, what tensor cores take)
+    out["mono_train_bf16_cl"] = rate(torch.bfloat16, channels_last=True)
+    if compile_mode:
+        out["mono_train_bf16_compiled"] = rate(torch.bfloat16, compile_mode=compile_mode)
     return out
 
 
-def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
+def bench_stereo(
+    steps: int, batch: int = 8, compile_mode: Optional[str] = None
+) -> dict[str, float]:
     gen = torch.Generator(device="cuda").manual_seed(0)
     out = {}
     torch.manual_seed(0)
@@ -192,51 +221,33 @@ def bench_stereo(steps: int, batch: int = 8) -> dict[str, float]:
             net.spn.backend = backend
             out[key] = 1000 * _median_seconds(lambda: net.spn(image, disparity), steps)
         net.spn.backend = "auto"
-    crops = [torch.randn(batch, 3, 256, 512, device="cuda", generator=gen) for _ in range(2)]
+    crops = tuple(torch.randn(batch, 3, 256, 512, device="cuda", generator=gen) for _ in range(2))
     gt = torch.rand(batch, 1, 256, 512, device="cuda", generator=gen) * 100
-    for name, half in PRECISIONS.items():
-        torch.manual_seed(0)
-        net = AnyNet(spn_channels=8).cuda().train()
-        step = training_step(
-            net, lambda preds: multi_stage_smooth_l1(preds, gt)[0], tuple(crops), half
+
+    def step(half: Optional[torch.dtype], **options) -> Callable[[], None]:
+        return fresh_step(
+            lambda: AnyNet(spn_channels=8),
+            lambda preds: multi_stage_smooth_l1(preds, gt)[0],
+            crops,
+            half,
+            **options,
         )
+
+    for name, half in PRECISIONS.items():
+        train = step(half)
         with UtilizationSampler() as sampler:
-            out[f"stereo_train_{name}"] = batch / _median_seconds(step, steps)
+            out[f"stereo_train_{name}"] = batch / _median_seconds(train, steps)
         if name == "fp32":
             out["gpu_util"] = sampler.mean
             if sampler.reason:
                 print(f"gpu_util: nan, NVML unavailable ({sampler.reason})")
-    torch.manual_seed(0)
-    net = to_channels_last(AnyNet(spn_channels=8).cuda().train())
-    crops_cl = tuple(c.contiguous(memory_format=torch.channels_last) for c in crops)
-    step = training_step(
-        net, lambda preds: multi_stage_smooth_l1(preds, gt)[0], crops_cl, torch.bfloat16
+    out["stereo_train_bf16_cl"] = batch / _median_seconds(
+        step(torch.bfloat16, channels_last=True), steps
     )
-    out["stereo_train_bf16_cl"] = batch / _median_seconds(step, steps)
-    return out
-
-
-def bench_compiled(steps: int, mode: str, batch_mono: int = 32, batch_stereo: int = 8) -> dict:
-    """bf16 training samples/s of both models compiled in place (``nn.Module.compile``)."""
-    options = {"mode": None if mode == "default" else mode}
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    image = torch.rand(batch_mono, 3, 256, 256, device="cuda", generator=gen)
-    target = torch.rand(batch_mono, 1, 256, 256, device="cuda", generator=gen) * 2 - 1
-    crops = [torch.randn(batch_stereo, 3, 256, 512, device="cuda", generator=gen) for _ in range(2)]
-    gt = torch.rand(batch_stereo, 1, 256, 512, device="cuda", generator=gen) * 100
-    loss = MonoDepthLoss()
-    torch.manual_seed(0)
-    mono = DepthAutoencoder(depth=4).cuda().train()
-    mono.compile(**options)
-    step = training_step(mono, lambda pred: loss(pred, target)["loss"], (image,), torch.bfloat16)
-    out = {"mono_train_bf16_compiled": batch_mono / _median_seconds(step, steps)}
-    torch.manual_seed(0)
-    stereo = AnyNet(spn_channels=8).cuda().train()
-    stereo.compile(**options)
-    step = training_step(
-        stereo, lambda preds: multi_stage_smooth_l1(preds, gt)[0], tuple(crops), torch.bfloat16
-    )
-    out["stereo_train_bf16_compiled"] = batch_stereo / _median_seconds(step, steps)
+    if compile_mode:
+        out["stereo_train_bf16_compiled"] = batch / _median_seconds(
+            step(torch.bfloat16, compile_mode=compile_mode), steps
+        )
     return out
 
 
@@ -360,9 +371,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         raise SystemExit("bench_gpu.py needs a CUDA device (torch.cuda.is_available() is False)")
     torch.backends.cudnn.benchmark = True
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    results = {**bench_mono(args.steps), **bench_stereo(args.steps)}
-    if args.compile:
-        results.update(bench_compiled(args.steps, args.compile))
+    results = {
+        **bench_mono(args.steps, compile_mode=args.compile),
+        **bench_stereo(args.steps, compile_mode=args.compile),
+    }
     if not args.no_pipeline:
         with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
             results.update(bench_pipeline(Path(tmp), workers=args.workers)[0])

@@ -132,8 +132,10 @@ def erase(image: torch.Tensor, boxes: Sequence[Sequence[int]]) -> torch.Tensor:
     return out
 
 
+#: the fields of :class:`AugmentParams` that :func:`adjust_colour` takes, in its order
+_COLOUR_FACTORS = ("brightness", "contrast", "saturation", "hue", "gamma")
 #: the per-view ``(2,)`` fields of :class:`AugmentParams`
-_PER_VIEW = ("brightness", "contrast", "saturation", "hue", "gamma", "blur_sigma", "noise_std")
+_PER_VIEW = (*_COLOUR_FACTORS, "blur_sigma", "noise_std")
 
 
 @dataclass
@@ -236,8 +238,9 @@ def augment_batch(
         def factor(name: str) -> torch.Tensor:
             return torch.cat([getattr(items[b][0], name) for b in chosen])
 
-        names = ("brightness", "contrast", "saturation", "hue", "gamma")
-        coloured = adjust_colour(images[chosen].flatten(0, 1), *(factor(n) for n in names))
+        coloured = adjust_colour(
+            images[chosen].flatten(0, 1), *(factor(n) for n in _COLOUR_FACTORS)
+        )
         images[chosen] = coloured.unflatten(0, (len(chosen), 2))
     pairs = []
     for b, (p, seed) in enumerate(items):
@@ -430,14 +433,7 @@ class StereoAugment:
             )
         images = torch.stack([left, right]).float()
         if params.colour:
-            images = adjust_colour(
-                images,
-                params.brightness,
-                params.contrast,
-                params.saturation,
-                params.hue,
-                params.gamma,
-            )
+            images = adjust_colour(images, *(getattr(params, n) for n in _COLOUR_FACTORS))
         return _finish_pair(images[0], images[1], params, generator)
 
     def __call__(

@@ -54,6 +54,7 @@ __all__ = [
     "MonkaaError",
     "MonkaaLayout",
     "MonkaaTransform",
+    "augment_views",
     "list_monkaa_samples",
     "monkaa_generated",
     "normalize_pair",
@@ -355,6 +356,17 @@ class MonkaaDataset(SampleDataset):
         super().__init__(MonkaaLayout(), samples, transform, source)
 
 
+def augment_views(
+    left: torch.Tensor, right: torch.Tensor, params: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :meth:`MonkaaDataModule.transfer_batch_to_device` does to an ``augment_on_device``
+    batch on its device: uint8 ``(B, 3, h, w)`` views to [0, 1], the packed draws ``params``
+    applied (:func:`~lightning_depth.data.augment.augment_batch`), then normalised as the
+    network takes them."""
+    left, right = augment_batch(to_unit(left), to_unit(right), params)
+    return normalize(left), normalize(right)
+
+
 class MonkaaDataModule(DepthDataModule):
     """SceneFlow Monkaa for stereo training (AnyNet), with seeded train/val/test splits.
 
@@ -476,8 +488,7 @@ class MonkaaDataModule(DepthDataModule):
         params = batch.pop(AUGMENT_KEY, None) if isinstance(batch, dict) else None
         batch = super().transfer_batch_to_device(batch, device, dataloader_idx)
         if params is not None:
-            left, right = augment_batch(to_unit(batch["left"]), to_unit(batch["right"]), params)
-            batch["left"], batch["right"] = normalize(left), normalize(right)
+            batch["left"], batch["right"] = augment_views(batch["left"], batch["right"], params)
         return batch
 
     def split_unit(self) -> tuple[Optional[Callable], str]:
