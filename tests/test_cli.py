@@ -31,6 +31,12 @@ def _build(*args: str) -> DepthCLI:
     return build_cli(args, run=False)
 
 
+def _build_configs(tmp_path: Path, *configs: Path) -> DepthCLI:
+    """The CLI of ``configs`` composed in order, without a logger, writing under ``tmp_path``."""
+    args = [arg for config in configs for arg in ("--config", str(config))]
+    return _build(*args, "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}")
+
+
 def _printed_config(capsys, *args: str) -> dict:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *args, "--print_config"])
@@ -48,21 +54,14 @@ def _count(module: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("config", EXPERIMENTS + DEMOS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_config_builds(config: Path, tmp_path: Path) -> None:
-    cli = _build(
-        "--config", str(config), "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"
-    )
+    cli = _build_configs(tmp_path, config)
     assert isinstance(cli.model, DepthTask)
     assert isinstance(cli.datamodule, LightningDataModule)
 
 
 def test_faithful_demo_overlay_restores_the_original(tmp_path: Path) -> None:
-    cli = _build(
-        "--config",
-        str(CONFIGS / "demo" / "mono.yaml"),
-        "--config",
-        str(CONFIGS / "demo" / "mono_faithful.yaml"),
-        "--trainer.logger=false",
-        f"--trainer.default_root_dir={tmp_path}",
+    cli = _build_configs(
+        tmp_path, CONFIGS / "demo" / "mono.yaml", CONFIGS / "demo" / "mono_faithful.yaml"
     )
     assert cli.model.net.head_type == "tanh"
     loss = cli.model.loss_fn
@@ -88,13 +87,10 @@ def test_mono_configs_have_the_paper_parameter_counts(name: str, count: int) -> 
 
 
 def test_compile_config_adds_the_callback_after_the_experiments_own(tmp_path: Path) -> None:
-    cli = _build(
-        "--config",
-        str(CONFIGS / "stereo" / "things_spn_on_frozen_stages.yaml"),
-        "--config",
-        str(CONFIGS / "trainer" / "compile.yaml"),
-        "--trainer.logger=false",
-        f"--trainer.default_root_dir={tmp_path}",
+    cli = _build_configs(
+        tmp_path,
+        CONFIGS / "stereo" / "things_spn_on_frozen_stages.yaml",
+        CONFIGS / "trainer" / "compile.yaml",
     )
     names = [type(c).__name__ for c in cli.trainer.callbacks]
     assert names.index("InitWeights") < names.index("FreezeWeights") < names.index("CompileNetwork")

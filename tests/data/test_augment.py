@@ -25,6 +25,7 @@ from lightning_depth.data.monkaa import (
     list_monkaa_samples,
     synthesize_monkaa,
 )
+from tests.helpers import quiet_trainer
 
 H, W = 24, 40
 # every operation off; a test switches on the one it checks
@@ -377,20 +378,8 @@ def test_device_augmentation_gives_the_loader_batches_without_noise(tmp_path):
 
 
 def _quiet_trainer(max_steps: int, **kwargs):
-    """A CPU Trainer that only trains: no logger, checkpoints, progress or validation."""
-    import lightning as L
-
-    return L.Trainer(
-        max_steps=max_steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        **kwargs,
-    )
+    """:func:`tests.helpers.quiet_trainer` that only trains (no validation)."""
+    return quiet_trainer(max_steps=max_steps, num_sanity_val_steps=0, limit_val_batches=0, **kwargs)
 
 
 def _small_anynet_task():

@@ -21,6 +21,7 @@ from lightning_depth.data.prepare import main as prepare
 from lightning_depth.io.errors import DataError
 from lightning_depth.models.autoencoder import DepthAutoencoder
 from lightning_depth.tasks.mono import MonoDepthModule
+from tests.helpers import quiet_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (16, 16)
@@ -131,13 +132,8 @@ class _SaveAfter(Callback):
 
 
 def _trainer(root: Path, callbacks: list, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
+    return quiet_trainer(
         devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
         default_root_dir=root,
