@@ -18,7 +18,7 @@ Every stage returns a full-resolution ``(B, 1, H, W)`` disparity; ``stages=k`` s
 
 CPU inference (eval mode, no gradients, float32/float64, eager) uses the C kernels of
 :mod:`~lightning_depth.models.native` for the steps oneDNN handles poorly (the convolutions with
-one output channel, the 3D layers' depth-tap sums with the next batch norm and ReLU, the 2x2
+few output channels, the 3D layers' depth-tap sums with the next batch norm and ReLU, the 2x2
 max pooling, the SPN with its gate normalisation): 1.3-1.5x faster at 384 x 1248, equal to the
 PyTorch forms to float rounding (tests). Training, export, tracing, ``torch.compile``, other
 devices and ``native.kernels_enabled(False)`` use the PyTorch forms (training keeps the SPN's
@@ -77,13 +77,15 @@ class PreActConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv.out_channels == 1 and self.conv.padding == (1, 1) and _frozen(self.bn):
-            # One output channel (the U-Net's stride-2 stem): the C kernel, with the batch norm
-            # and ReLU applied to its input rows (inference on CPU; see models.native).
+        few = self.conv.out_channels <= native.FEW_CHANNELS
+        if few and self.conv.padding == (1, 1) and _frozen(self.bn):
+            # Few output channels (the U-Net's with init_channels=1): the C kernel, with the
+            # batch norm and ReLU applied to its input rows (inference on CPU; see
+            # models.native).
             library = native.inference_kernels(x, self.conv.weight)
             if library is not None:
                 scale, shift = native.batch_norm_affine(self.bn)
-                return native.conv3x3_to_one(
+                return native.conv3x3(
                     library, x, self.conv.weight, None, self.conv.stride[0], scale, shift
                 )
         return self.conv(F.relu(self.bn(x), inplace=True))
@@ -162,16 +164,16 @@ class UNetFeatureExtractor(nn.Module):
         views, stacked along the batch dimension (one pass, as for ``torch.cat(views)``)."""
         stem = self.stem[0]
         library = None
-        if stem.out_channels == 1:
+        if stem.out_channels <= native.FEW_CHANNELS:
             library = native.inference_kernels(*views, stem.weight)
         if library is not None:
-            # With one output channel, oneDNN runs at a few GFLOP/s in either layout; the C
+            # With few output channels, oneDNN runs at a few GFLOP/s in either layout; the C
             # kernel reads each NCHW view directly into its slice of the batch (inference on
             # CPU; see models.native).
             sizes = [v.shape[0] for v in views]
-            x = views[0].new_empty((sum(sizes), 1, *views[0].shape[-2:]))
+            x = views[0].new_empty((sum(sizes), stem.out_channels, *views[0].shape[-2:]))
             for view, part in zip(views, x.split(sizes)):
-                native.conv3x3_to_one(library, view, stem.weight, stem.bias, out=part)
+                native.conv3x3(library, view, stem.weight, stem.bias, out=part)
         else:
             # oneDNN's NCHW kernel for this 3-channel, full-resolution convolution is ~4x
             # slower on CPU than its channels-last one (measured: 41 ms vs 10 ms with the
@@ -313,18 +315,19 @@ class SPNRefinement(nn.Module):
         # model cast to half precision as a whole: 1e-8 and long products of gates are beyond
         # half precision. (The 1-channel lift and projection use float32 weights for that.)
         with float32_region(gates):
-            gates = full_precision(gates)
-            lifted = _conv_float32(self.lift, full_precision(disparity))
-            project = full_precision(self.project.weight)
+            gates, disparity = full_precision(gates), full_precision(disparity)
+            lift, project = full_precision(self.lift.weight), full_precision(self.project.weight)
             library = None
             if self.backend in ("auto", "native"):
-                library = native.inference_kernels(lifted, gates, project)
+                library = native.inference_kernels(disparity, gates, lift, project)
             if library is not None:
                 # Inference on CPU: gate normalisation and propagation in one C pass over the
-                # channels-last gates as they come, the 1-channel projection in C too (see
-                # models.native).
+                # channels-last gates as they come, the 1-channel lift and projection in C too
+                # (see models.native).
+                lifted = native.conv3x3(library, disparity, lift)
                 propagated = native.spn_forward_normalized(library, lifted, gates)
-                return native.conv3x3_to_one(library, propagated, project)
+                return native.conv3x3(library, propagated, project)
+            lifted = _conv_float32(self.lift, disparity)
             # The propagation takes NCHW planes.
             g1, g2, g3 = gates.contiguous().split(self.channels, dim=1)
             # The 1e-8 as a (1, 1, 1, 1) tensor, not a Python scalar: onnxscript's optimiser

@@ -8,11 +8,13 @@ What they replace, and why (single-thread CPU time at 384 x 1248, AnyNet default
   recurrence and the four input gradients), ~10x faster. Training and inference. For inference
   a second form reads the gate network's channels-last output as it comes and normalises the
   gates in the same pass, vectorised over the channels of a pixel.
-- 3x3 convolutions with one output channel (the U-Net's first two, the SPN's projection):
-  oneDNN vectorises over output channels, so with one it runs at a few GFLOP/s (the 3 -> 1
-  full-resolution stem: 8 ms, plus 2 ms to reorder the input to channels-last). Here a
-  row-by-row loop vectorised over the image width, with the pre-activation (batch norm in eval
-  mode and ReLU) applied to the input rows on the fly. Inference only.
+- 3x3 convolutions with few output channels (all of the U-Net's with 1 to 8, the SPN's
+  projection): oneDNN vectorises over output channels, so with few it runs at a few GFLOP/s
+  (the 3 -> 1 full-resolution stem: 8 ms, plus 2 ms to reorder the input to channels-last;
+  the U-Net's ten others 4.1 ms, here 1.2 ms). Here a row-by-row loop vectorised over the
+  image width, each input row activated once and added to every output channel, with the
+  pre-activation (batch norm in eval mode and ReLU) applied to the input rows on the fly.
+  Inference only.
 - the sum of the depth taps of :func:`~lightning_depth.models.conv3d.conv3d_depth_major` and the
   next layer's batch norm and ReLU, in one pass over the channels-last taps: PyTorch's strided
   adds over 4-channel slices and its channels-last batch norm took ~2 ms per 3D layer at 1/4
@@ -70,7 +72,8 @@ __all__ = [
     "NativeKernels",
     "batch_norm_affine",
     "build_native_kernels",
-    "conv3x3_to_one",
+    "FEW_CHANNELS",
+    "conv3x3",
     "enabled",
     "inference_kernels",
     "kernels_enabled",
@@ -290,24 +293,27 @@ void spn_backward_##S(const T* x, const T* g1, const T* g2, const T* g3, const T
     (void)status;                                                                            \
 }
 
-/* 3x3 convolution, zero padding 1, stride s, C input channels, one output channel:
-   out[n, y, x] = sum_{ky, c, kx} weight[c, ky, kx] * a(in[n, c, s y + ky - 1, s x + kx - 1])
-                  (+ bias), with a(v) = max(v * scale[c] + shift[c], 0) if scale is given (the
-   pre-activation: eval batch norm, ReLU), else v. Each input row is activated once into a
-   zero-padded buffer and added to the (up to 3) output rows it reaches, one vectorisable pass
-   over the output row each; the output rows are the accumulators. Computes the output rows
-   y0 <= y < y1 (of every image), so that threads can share the work. */
+/* 3x3 convolution, zero padding 1, stride s, C input channels, O output channels (few):
+   out[n, o, y, x] = sum_{ky, c, kx} weight[o, c, ky, kx] * a(in[n, c, s y + ky - 1, s x + kx - 1])
+                     (+ bias[o]), with a(v) = max(v * scale[c] + shift[c], 0) if scale is given
+   (the pre-activation: eval batch norm, ReLU), else v. Each input row is activated once into a
+   zero-padded buffer and added to the (up to 3) rows of each output channel it reaches, one
+   vectorisable pass over the output row each; the output rows are the accumulators. Computes
+   the output rows y0 <= y < y1 (of every image and channel), so that threads can share the
+   work. */
 #define CONV_KERNEL(T, S)                                                                    \
 static int conv3x3_rows_##S(const T* in, const T* weight, const T* bias, const T* scale,     \
-                           const T* shift, T* out, int64_t N, int64_t C, int64_t H,          \
-                           int64_t W, int64_t s, int64_t Ho, int64_t Wo, int64_t y0,         \
-                           int64_t y1) {                                                     \
+                           const T* shift, T* out, int64_t N, int64_t C, int64_t O,          \
+                           int64_t H, int64_t W, int64_t s, int64_t Ho, int64_t Wo,          \
+                           int64_t y0, int64_t y1) {                                         \
     T* buf = (T*)malloc(sizeof(T) * (size_t)(W + 2 + s));                                    \
     if (!buf) return 1;                                                                      \
     for (int64_t i = 0; i < W + 2 + s; ++i) buf[i] = 0;                                      \
     for (int64_t n = 0; n < N; ++n) {                                                        \
-        T* o = out + n * Ho * Wo;                                                            \
-        for (int64_t i = y0 * Wo; i < y1 * Wo; ++i) o[i] = 0;                                \
+        for (int64_t o = 0; o < O; ++o) {                                                    \
+            T* op = out + (n * O + o) * Ho * Wo;                                             \
+            for (int64_t i = y0 * Wo; i < y1 * Wo; ++i) op[i] = 0;                           \
+        }                                                                                    \
         const int64_t lo = s * y0 - 1 < 0 ? 0 : s * y0 - 1;                                  \
         const int64_t hi = s * (y1 - 1) + 1 < H - 1 ? s * (y1 - 1) + 1 : H - 1;              \
         for (int64_t yi = lo; yi <= hi; ++yi) {                                              \
@@ -327,25 +333,30 @@ static int conv3x3_rows_##S(const T* in, const T* weight, const T* bias, const T
                     if (num < 0 || num % s) continue;                                        \
                     const int64_t yo = num / s;                                              \
                     if (yo < y0 || yo >= y1) continue;                                       \
-                    const T* k = weight + (c * 3 + ky) * 3;                                  \
-                    const T k0 = k[0], k1 = k[1], k2 = k[2];                                 \
-                    T* restrict acc = o + yo * Wo;                                           \
-                    const T* restrict bb = buf;                                              \
-                    if (s == 1) {                                                            \
-                        for (int64_t x = 0; x < Wo; ++x)                                     \
-                            acc[x] = acc[x] + k0 * bb[x] + k1 * bb[x + 1] + k2 * bb[x + 2];  \
-                    } else {                                                                 \
-                        for (int64_t x = 0; x < Wo; ++x) {                                   \
-                            const T* b3 = bb + s * x;                                        \
-                            acc[x] = acc[x] + k0 * b3[0] + k1 * b3[1] + k2 * b3[2];          \
+                    for (int64_t o = 0; o < O; ++o) {                                        \
+                        const T* k = weight + ((o * C + c) * 3 + ky) * 3;                    \
+                        const T k0 = k[0], k1 = k[1], k2 = k[2];                             \
+                        T* restrict acc = out + ((n * O + o) * Ho + yo) * Wo;                \
+                        const T* restrict bb = buf;                                          \
+                        if (s == 1) {                                                        \
+                            for (int64_t x = 0; x < Wo; ++x)                                 \
+                                acc[x] = acc[x] + k0 * bb[x] + k1 * bb[x + 1] + k2 * bb[x + 2]; \
+                        } else {                                                             \
+                            for (int64_t x = 0; x < Wo; ++x) {                               \
+                                const T* b3 = bb + s * x;                                    \
+                                acc[x] = acc[x] + k0 * b3[0] + k1 * b3[1] + k2 * b3[2];      \
+                            }                                                                \
                         }                                                                    \
                     }                                                                        \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
         if (bias) {                                                                          \
-            const T b0 = bias[0];                                                            \
-            for (int64_t i = y0 * Wo; i < y1 * Wo; ++i) o[i] = o[i] + b0;                    \
+            for (int64_t o = 0; o < O; ++o) {                                                \
+                const T b0 = bias[o];                                                        \
+                T* op = out + (n * O + o) * Ho * Wo;                                         \
+                for (int64_t i = y0 * Wo; i < y1 * Wo; ++i) op[i] = op[i] + b0;              \
+            }                                                                                \
         }                                                                                    \
     }                                                                                        \
     free(buf);                                                                               \
@@ -353,13 +364,13 @@ static int conv3x3_rows_##S(const T* in, const T* weight, const T* bias, const T
 }                                                                                            \
                                                                                              \
 /* Output rows lo <= y < hi over `threads` threads; 1 if a row buffer could not be had. */   \
-int conv3x3_to_one_##S(const T* in, const T* weight, const T* bias, const T* scale,          \
-                       const T* shift, T* out, int64_t N, int64_t C, int64_t H, int64_t W,   \
-                       int64_t s, int64_t Ho, int64_t Wo, int64_t lo, int64_t hi,            \
-                       int64_t threads) {                                                    \
+int conv3x3_##S(const T* in, const T* weight, const T* bias, const T* scale, const T* shift, \
+                T* out, int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, int64_t s,    \
+                int64_t Ho, int64_t Wo, int64_t lo, int64_t hi, int64_t threads) {           \
     int status = 0;                                                                          \
     SPLIT_RANGE(status, threads, lo, hi, conv3x3_rows_##S(in, weight, bias, scale, shift,    \
-                                                          out, N, C, H, W, s, Ho, Wo, a, b)) \
+                                                          out, N, C, O, H, W, s, Ho, Wo, a,  \
+                                                          b))                                \
     return status;                                                                           \
 }
 
@@ -531,11 +542,17 @@ RESIZE_KERNEL(double, f64)
 _FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off")
 _COMPILERS = ("cc", "gcc", "clang")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+#: AnyNet's inference uses :func:`conv3x3` for the 3x3 convolutions with at most this many
+#: output channels: all of the U-Net's with the default ``init_channels=1`` (1 to 8 outputs),
+#: where oneDNN, which vectorises over output channels, runs at a few GFLOP/s. Measured on 2
+#: cores at 384 x 1248 (both views): the ten U-Net convolutions after the stem 4.1 ms in
+#: oneDNN, 1.2 ms here; with 16 outputs (the SPN's gate network) oneDNN is 2x faster.
+FEW_CHANNELS = 8
 _SIGNATURES = {  # number of pointer arguments, then of int64 arguments (range and threads last)
     "spn_forward": (5, 5),
     "spn_forward_cl": (3, 5),
     "spn_backward": (11, 5),
-    "conv3x3_to_one": (6, 10),
+    "conv3x3": (6, 11),
     "tap_sum": (5, 7),
     "max_pool2x2": (2, 5),
     "resize_bilinear": (2, 9),
@@ -622,7 +639,7 @@ def _load(path: Path) -> ctypes.CDLL:
         for suffix in _SUFFIX.values():
             function = getattr(library, f"{name}_{suffix}")
             function.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
-            returns_status = name in ("conv3x3_to_one", "resize_bilinear")
+            returns_status = name in ("conv3x3", "resize_bilinear")
             function.restype = ctypes.c_int if returns_status else None
     library.native_openmp.argtypes = []
     library.native_openmp.restype = ctypes.c_int64
@@ -862,7 +879,7 @@ def batch_norm_affine(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[torch.
     return scale.detach(), shift.detach()
 
 
-def conv3x3_to_one(
+def conv3x3(
     library: ctypes.CDLL,
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -872,44 +889,45 @@ def conv3x3_to_one(
     shift: Optional[torch.Tensor] = None,
     out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """``F.conv2d(act(x), weight, bias, stride, padding=1)`` for a ``(1, C, 3, 3)`` weight,
-    with ``act(x) = relu(x * scale + shift)`` per channel if ``scale``/``shift`` are given
-    (a pre-activation: eval batch norm, ReLU; see :func:`batch_norm_affine`), else ``x``.
+    """``F.conv2d(act(x), weight, bias, stride, padding=1)`` for a ``(O, C, 3, 3)`` weight with
+    few output channels (see :data:`FEW_CHANNELS`), with ``act(x) = relu(x * scale + shift)``
+    per channel if ``scale``/``shift`` are given (a pre-activation: eval batch norm, ReLU; see
+    :func:`batch_norm_affine`), else ``x``.
 
     Args:
         library: from :func:`inference_kernels`.
         x: ``(N, C, H, W)``.
-        weight: ``(1, C, 3, 3)``.
-        bias: ``(1,)`` or ``None``.
+        weight: ``(O, C, 3, 3)``.
+        bias: ``(O,)`` or ``None``.
         stride: convolution stride.
         scale, shift: ``(C,)`` each, or ``None``.
-        out: a contiguous ``(N, 1, Ho, Wo)`` tensor to write to (e.g. a slice of a larger
+        out: a contiguous ``(N, O, Ho, Wo)`` tensor to write to (e.g. a slice of a larger
             batch), or ``None`` for a new one.
 
     Returns:
-        ``(N, 1, Ho, Wo)`` with ``Ho = (H - 1) // stride + 1`` (likewise ``Wo``).
+        ``(N, O, Ho, Wo)``, NCHW, with ``Ho = (H - 1) // stride + 1`` (likewise ``Wo``).
     """
     n, c, h, w = x.shape
-    if weight.shape != (1, c, 3, 3):
+    o = weight.shape[0]
+    if weight.ndim != 4 or weight.shape[1:] != (c, 3, 3):
         raise ValueError(
-            f"conv3x3_to_one: weight must be (1, C, 3, 3) = (1, {c}, 3, 3), got "
-            f"{tuple(weight.shape)}"
+            f"conv3x3: weight must be (O, C, 3, 3) with C = {c}, got {tuple(weight.shape)}"
         )
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     if out is None:
-        out = x.new_empty((n, 1, ho, wo))
-    elif out.shape != (n, 1, ho, wo) or not out.is_contiguous() or out.dtype != x.dtype:
+        out = x.new_empty((n, o, ho, wo))
+    elif out.shape != (n, o, ho, wo) or not out.is_contiguous() or out.dtype != x.dtype:
         raise ValueError(
-            f"conv3x3_to_one: out must be a contiguous {x.dtype} tensor of shape "
-            f"{(n, 1, ho, wo)}, got {out.dtype} {tuple(out.shape)}"
+            f"conv3x3: out must be a contiguous {x.dtype} tensor of shape "
+            f"{(n, o, ho, wo)}, got {out.dtype} {tuple(out.shape)}"
         )
     args = [x, weight, bias, scale, shift]
     x, weight, bias, scale, shift = (None if t is None else t.detach().contiguous() for t in args)
-    kernel = getattr(library, f"conv3x3_to_one_{_SUFFIX[x.dtype]}")
+    kernel = getattr(library, f"conv3x3_{_SUFFIX[x.dtype]}")
     pointers = [_pointer(t) for t in (x, weight, bias, scale, shift, out)]
-    args = [*pointers, n, c, h, w, stride, ho, wo]
+    args = [*pointers, n, c, o, h, w, stride, ho, wo]
     if out.numel() and _run(library, kernel, args, ho, min_chunk=8):
-        raise MemoryError(f"conv3x3_to_one: no memory for a row buffer of {w} values")
+        raise MemoryError(f"conv3x3: no memory for a row buffer of {w} values")
     return out
 
 

@@ -38,26 +38,33 @@ def _eval_bn(channels: int, generator: torch.Generator) -> torch.nn.BatchNorm2d:
 
 
 @pytest.mark.parametrize(
-    "channels, stride, size", [(3, 1, (12, 17)), (1, 2, (9, 14)), (8, 1, (5, 6))]
+    "channels, outputs, stride, size",
+    [
+        (3, 1, 1, (12, 17)),
+        (1, 2, 2, (9, 14)),
+        (8, 1, 1, (5, 6)),
+        (6, 2, 1, (7, 9)),
+        (12, 4, 1, (6, 5)),
+    ],
 )
 @pytest.mark.parametrize("precision", [torch.float32, torch.float64])
 @pytest.mark.parametrize("preact", [False, True])
-def test_conv3x3_to_one_equals_conv2d(library, channels, stride, size, precision, preact):
+def test_conv3x3_equals_conv2d(library, channels, outputs, stride, size, precision, preact):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, channels, *size, generator=gen).to(precision)
-    weight = torch.randn(1, channels, 3, 3, generator=gen).to(precision)
-    bias = torch.randn(1, generator=gen).to(precision)
+    weight = torch.randn(outputs, channels, 3, 3, generator=gen).to(precision)
+    bias = torch.randn(outputs, generator=gen).to(precision)
     bn = _eval_bn(channels, gen).to(precision)
     with torch.no_grad():
         inputs = F.relu(bn(x)) if preact else x
         expected = F.conv2d(inputs, weight, bias, stride=stride, padding=1)
         scale, shift = native.batch_norm_affine(bn) if preact else (None, None)
-        out = native.conv3x3_to_one(library, x, weight, bias, stride, scale, shift)
+        out = native.conv3x3(library, x, weight, bias, stride, scale, shift)
     assert out.shape == expected.shape and out.dtype == precision
     assert _rel(out, expected) <= (1e-6 if precision == torch.float32 else 1e-14)
 
 
-def test_conv3x3_to_one_split_over_threads_is_exact(library):
+def test_conv3x3_split_over_threads_is_exact(library):
     """The output rows split between threads give the one-thread result, bit for bit."""
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(1, 3, 70, 33, generator=gen)
@@ -65,25 +72,27 @@ def test_conv3x3_to_one_split_over_threads_is_exact(library):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = native.conv3x3_to_one(library, x, weight, stride=2)
+        one = native.conv3x3(library, x, weight, stride=2)
         torch.set_num_threads(2)
-        two = native.conv3x3_to_one(library, x, weight, stride=2)
+        two = native.conv3x3(library, x, weight, stride=2)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
 
 
-def test_conv3x3_to_one_writes_into_a_slice_and_checks_it(library):
+def test_conv3x3_writes_into_a_slice_and_checks_it(library):
     x = torch.randn(1, 3, 4, 5)
     weight = torch.randn(1, 3, 3, 3)
     batch = torch.full((2, 1, 4, 5), float("nan"))
-    native.conv3x3_to_one(library, x, weight, out=batch[1:])
+    native.conv3x3(library, x, weight, out=batch[1:])
     torch.testing.assert_close(batch[1:], F.conv2d(x, weight, padding=1))
     assert batch[0].isnan().all()
     with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 tensor of shape"):
-        native.conv3x3_to_one(library, x, weight, out=torch.empty(1, 1, 4, 4))
-    with pytest.raises(ValueError, match=r"weight must be \(1, C, 3, 3\) = \(1, 3, 3, 3\)"):
-        native.conv3x3_to_one(library, x, torch.randn(2, 3, 3, 3))
+        native.conv3x3(library, x, weight, out=torch.empty(1, 1, 4, 4))
+    with pytest.raises(
+        ValueError, match=r"weight must be \(O, C, 3, 3\) with C = 3, got \(2, 2, 3, 3\)"
+    ):
+        native.conv3x3(library, x, torch.randn(2, 2, 3, 3))
 
 
 @pytest.mark.parametrize("depth, channels", [(5, 4), (12, 16), (5, 1), (1, 3)])
@@ -169,7 +178,7 @@ def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
     """Each kernel runs in an eval forward pass without gradients, none with them."""
     calls = []
     for name in (
-        "conv3x3_to_one",
+        "conv3x3",
         "tap_sum",
         "max_pool2x2",
         "spn_forward_normalized",
@@ -184,15 +193,18 @@ def test_anynet_kernels_are_used_in_inference(library, monkeypatch):
     left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
     with torch.no_grad():
         model(left, right)
-    # stem (x2 views), stride-2 stem, SPN projection; 3 x 5 tap sums; 3 pools; 1 SPN; resizes.
+    # The convolutions with at most 8 outputs: stem (x2 views), stride-2 stem, 2 in each of
+    # the three down blocks (2, 4 and 8 outputs), 2 in each up block (4 and 2), SPN
+    # lift and projection (not the gate network's 16 and 24); 3 x 5 tap sums; 3 pools; 1 SPN;
+    # resizes.
     assert sorted(set(calls)) == [
-        "conv3x3_to_one",
+        "conv3x3",
         "max_pool2x2",
         "resize_bilinear",
         "spn_forward_normalized",
         "tap_sum",
     ]
-    assert calls.count("conv3x3_to_one") == 4 and calls.count("tap_sum") == 15
+    assert calls.count("conv3x3") == 15 and calls.count("tap_sum") == 15
     # 3 stage outputs up, 2 estimates down, image, estimate down and result up for the SPN.
     assert calls.count("resize_bilinear") == 8
     calls.clear()
@@ -234,7 +246,7 @@ def test_depth_taps_blocks_hold_the_depth_taps():
 
 
 def _conv_in_child(x, weight, expected) -> None:
-    out = native.conv3x3_to_one(native.native_kernels().library, x, weight)
+    out = native.conv3x3(native.native_kernels().library, x, weight)
     raise SystemExit(0 if torch.equal(out, expected) else 1)
 
 
@@ -247,7 +259,7 @@ def test_kernels_split_over_threads_in_a_forked_child(library):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        expected = native.conv3x3_to_one(library, x, weight)  # starts the parent's workers
+        expected = native.conv3x3(library, x, weight)  # starts the parent's workers
         child = multiprocessing.get_context("fork").Process(
             target=_conv_in_child, args=(x, weight, expected)
         )
@@ -297,7 +309,8 @@ print(applied, faults)
 
 def test_retain_freed_memory_avoids_page_faults():
     """By default glibc returns the freed 20 MB at the top of the heap to the system, and the
-    next round faults its ~4,900 pages in again; retained, the round reuses them."""
+    next round faults its ~4,900 pages in again (4,611-4,636 here; 3,707 in some runs, when
+    part of the heap's top was not returned); retained, the round reuses them (0)."""
     runs = {}
     for mode in ("default", "retain"):
         done = subprocess.run(
@@ -308,4 +321,4 @@ def test_retain_freed_memory_avoids_page_faults():
         assert runs["retain"][0] == "False"
         return
     assert runs["retain"][0] == "True"
-    assert int(runs["default"][1]) >= 4000 and int(runs["retain"][1]) < 100
+    assert int(runs["default"][1]) >= 3000 and int(runs["retain"][1]) < 100
