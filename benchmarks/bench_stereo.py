@@ -7,7 +7,7 @@ smooth-L1 loss over all four stages. Random inputs (speed does not depend on the
 Two paths are timed. The default one, which the ``fps_*`` and ``train_samples_per_s`` keys
 report, uses the C kernels of ``lightning_depth.models.native`` where they apply (built at the
 first use with the system C compiler; the first lines say whether they are available): in
-inference the SPN, the one-output-channel convolutions, the 3D layers' tap sums with the next
+inference the SPN, the few-output-channel convolutions, the 3D layers' tap sums with the next
 batch norm, the 2x2 max pooling; in training the SPN's forward and backward. The ``*_torch``
 keys time the same model with the kernels disabled (``native.kernels_enabled(False)``: the
 pure-PyTorch forms, as before the kernels); ``kernel_speedup`` is the median, over rounds, of

@@ -156,7 +156,10 @@ def test_predict_with_the_shipped_model_on_the_motorcycle_pair(tmp_path, capsys,
     task.set_predict_resolution(resolution)
     with torch.no_grad():
         expected = task.predict_map(encode(left), encode(right))
-    np.testing.assert_allclose(written, expected[0, 0].numpy(), rtol=1e-5, atol=1e-4)
+    # The two paths encode the images separately (torch vs numpy, 1-ulp input differences),
+    # which three stages of soft-argmin amplify to 2-3e-4 px here (as the C kernels and the
+    # PyTorch forms differ); a wrong scale, crop or encoding is off by far more.
+    np.testing.assert_allclose(written, expected[0, 0].numpy(), rtol=1e-5, atol=5e-4)
     assert written.min() >= 0 and np.median(written) > 5  # a real scene, not a flat map
 
 
