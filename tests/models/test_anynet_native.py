@@ -150,9 +150,9 @@ def test_inference_kernels_only_where_no_gradient_or_capture_is_involved(library
         assert native.inference_kernels(x) is None
 
 
-def _model_with_statistics(spn_channels: int = 8) -> AnyNet:
+def _model_with_statistics(spn_channels: int = 8, init_channels: int = 1) -> AnyNet:
     """AnyNet with non-trivial batch-norm statistics, so that each affine step matters."""
-    model = AnyNet(spn_channels=spn_channels).eval()
+    model = AnyNet(init_channels=init_channels, spn_channels=spn_channels).eval()
     gen = torch.Generator().manual_seed(3)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -161,8 +161,9 @@ def _model_with_statistics(spn_channels: int = 8) -> AnyNet:
 
 
 @pytest.mark.parametrize("precision, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
-def test_anynet_with_and_without_kernels_agree(library, monkeypatch, precision, tol):
-    model = _model_with_statistics().to(precision)
+@pytest.mark.parametrize("init_channels", [1, 2])  # 2: U-Net layers of 2-16 outputs, mixed
+def test_anynet_with_and_without_kernels_agree(library, monkeypatch, precision, tol, init_channels):
+    model = _model_with_statistics(init_channels=init_channels).to(precision)
     gen = torch.Generator().manual_seed(4)
     left, right = (torch.randn(2, 3, 64, 128, generator=gen).to(precision) for _ in range(2))
     with torch.no_grad():
