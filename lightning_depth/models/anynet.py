@@ -77,12 +77,11 @@ class PreActConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        few = self.conv.out_channels <= native.FEW_CHANNELS
-        if few and self.conv.padding == (1, 1) and _frozen(self.bn):
+        if self.conv.padding == (1, 1) and _frozen(self.bn):
             # Few output channels (the U-Net's with init_channels=1): the C kernel, with the
             # batch norm and ReLU applied to its input rows (inference on CPU; see
             # models.native).
-            library = native.inference_kernels(x, self.conv.weight)
+            library = native.conv3x3_kernels(self.conv.weight, x)
             if library is not None:
                 scale, shift = native.batch_norm_affine(self.bn)
                 return native.conv3x3(
@@ -163,9 +162,7 @@ class UNetFeatureExtractor(nn.Module):
         """Encoder features ``[1/16, 1/8, 1/4]`` (before the decoder) of the ``(B, 3, H, W)``
         views, stacked along the batch dimension (one pass, as for ``torch.cat(views)``)."""
         stem = self.stem[0]
-        library = None
-        if stem.out_channels <= native.FEW_CHANNELS:
-            library = native.inference_kernels(*views, stem.weight)
+        library = native.conv3x3_kernels(stem.weight, *views)
         if library is not None:
             # With few output channels, oneDNN runs at a few GFLOP/s in either layout; the C
             # kernel reads each NCHW view directly into its slice of the batch (inference on
@@ -317,17 +314,20 @@ class SPNRefinement(nn.Module):
         with float32_region(gates):
             gates, disparity = full_precision(gates), full_precision(disparity)
             lift, project = full_precision(self.lift.weight), full_precision(self.project.weight)
-            library = None
+            library = lift_kernels = None
             if self.backend in ("auto", "native"):
-                library = native.inference_kernels(disparity, gates, lift, project)
+                library = native.inference_kernels(disparity, gates, project)
+                lift_kernels = native.conv3x3_kernels(lift, disparity)
+            if lift_kernels is not None:  # the lift in C where it has few channels
+                lifted = native.conv3x3(lift_kernels, disparity, lift)
+            else:
+                lifted = _conv_float32(self.lift, disparity)
             if library is not None:
                 # Inference on CPU: gate normalisation and propagation in one C pass over the
-                # channels-last gates as they come, the 1-channel lift and projection in C too
-                # (see models.native).
-                lifted = native.conv3x3(library, disparity, lift)
+                # channels-last gates as they come, the 1-channel projection in C too (see
+                # models.native).
                 propagated = native.spn_forward_normalized(library, lifted, gates)
                 return native.conv3x3(library, propagated, project)
-            lifted = _conv_float32(self.lift, disparity)
             # The propagation takes NCHW planes.
             g1, g2, g3 = gates.contiguous().split(self.channels, dim=1)
             # The 1e-8 as a (1, 1, 1, 1) tensor, not a Python scalar: onnxscript's optimiser

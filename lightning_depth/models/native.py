@@ -74,6 +74,7 @@ __all__ = [
     "build_native_kernels",
     "FEW_CHANNELS",
     "conv3x3",
+    "conv3x3_kernels",
     "enabled",
     "inference_kernels",
     "kernels_enabled",
@@ -756,6 +757,13 @@ def inference_kernels(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return None
     return native_kernels().library
+
+
+def conv3x3_kernels(weight: torch.Tensor, *tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
+    """:func:`inference_kernels` for a :func:`conv3x3` of ``tensors`` with ``weight``, and
+    ``None`` also where the weight has more than :data:`FEW_CHANNELS` output channels (oneDNN
+    is the faster there)."""
+    return inference_kernels(*tensors, weight) if weight.shape[0] <= FEW_CHANNELS else None
 
 
 def _pointer(t: Optional[torch.Tensor]) -> Optional[ctypes.c_void_p]:

@@ -150,6 +150,13 @@ def test_inference_kernels_only_where_no_gradient_or_capture_is_involved(library
         assert native.inference_kernels(x) is None
 
 
+def test_conv3x3_kernels_only_for_few_output_channels(library):
+    x = torch.zeros(1, 2, 4, 4)
+    assert native.conv3x3_kernels(torch.zeros(8, 2, 3, 3), x) is library
+    assert native.conv3x3_kernels(torch.zeros(16, 2, 3, 3), x) is None  # oneDNN is faster
+    assert native.conv3x3_kernels(torch.zeros(1, 2, 3, 3), x.double()) is None  # mixed dtypes
+
+
 def _model_with_statistics(spn_channels: int = 8, init_channels: int = 1) -> AnyNet:
     """AnyNet with non-trivial batch-norm statistics, so that each affine step matters."""
     model = AnyNet(init_channels=init_channels, spn_channels=spn_channels).eval()
