@@ -157,6 +157,105 @@ def test_conv3x3_kernels_only_for_few_output_channels(library):
     assert native.conv3x3_kernels(torch.zeros(1, 2, 3, 3), x.double()) is None  # mixed dtypes
 
 
+@pytest.mark.parametrize("size", [(7, 9), (12, 20), (2, 3), (1, 1)])
+@pytest.mark.parametrize("outputs", [16, 24])
+@pytest.mark.parametrize("precision, tol", [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd3x3_equals_conv2d(library, size, outputs, precision, tol, relu):
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 16, *size, generator=gen).to(precision)
+    weight = torch.randn(outputs, 16, 3, 3, generator=gen).to(precision)
+    expected = F.conv2d(F.relu(x) if relu else x, weight, padding=1)
+    out = native.winograd3x3(library, x, weight, relu_input=relu)
+    assert out.shape == expected.shape and out.dtype == precision
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert _rel(out, expected) <= tol
+    transformed = native.winograd_weights(weight)
+    assert torch.equal(native.winograd3x3(library, x, transformed, relu, transformed=True), out)
+
+
+def test_winograd_weights_hand_example():
+    """G g G^T of the all-ones 3x3 kernel: G's row sums (1, 3/2, 1/2, 1), outer product."""
+    rows = torch.tensor([1.0, 1.5, 0.5, 1.0], dtype=torch.float64)
+    u = native.winograd_weights(torch.ones(1, 1, 3, 3, dtype=torch.float64))
+    assert u.shape == (16, 1, 1)
+    torch.testing.assert_close(u.reshape(4, 4), torch.outer(rows, rows), rtol=0, atol=0)
+    # Position-major, then input, then output channel: a kernel of input 1, output 2 only.
+    weight = torch.zeros(3, 2, 3, 3, dtype=torch.float64)
+    weight[2, 1] = 1.0
+    u = native.winograd_weights(weight)
+    assert u.shape == (16, 2, 3)
+    torch.testing.assert_close(u[:, 1, 2].reshape(4, 4), torch.outer(rows, rows))
+    assert u[:, 0].abs().sum() == 0 and u[:, 1, :2].abs().sum() == 0
+
+
+def test_winograd3x3_split_over_threads_is_exact(library):
+    gen = torch.Generator().manual_seed(7)
+    x, weight = torch.randn(2, 16, 9, 31, generator=gen), torch.randn(24, 16, 3, 3, generator=gen)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native.winograd3x3(library, x, weight)
+        torch.set_num_threads(2)
+        two = native.winograd3x3(library, x, weight)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+def test_winograd_kernels_only_for_the_gate_networks_shapes(library):
+    x = torch.zeros(1, 16, 4, 4)
+    assert native.winograd_kernels(torch.zeros(16, 16, 3, 3), x) is library
+    assert native.winograd_kernels(torch.zeros(24, 16, 3, 3), x) is library
+    for shape in [(8, 16, 3, 3), (32, 16, 3, 3), (16, 8, 3, 3), (16, 16, 1, 1)]:
+        assert native.winograd_kernels(torch.zeros(shape), x) is None
+    assert native.winograd_kernels(torch.zeros(16, 16, 3, 3), x.double()) is None
+    with pytest.raises(ValueError, match=r"weight must be \(O, 16, 3, 3\).*got weight \(8, 16"):
+        native.winograd3x3(library, x, torch.zeros(8, 16, 3, 3))
+
+
+def test_spn_gates_follow_weight_changes(library):
+    """The gate network's Winograd form recomputes its transformed weights after an in-place
+    change and after a load, and equals the plain gate network throughout."""
+    model = AnyNet(spn_channels=8).eval()
+    image = torch.randn(1, 3, 10, 14, generator=torch.Generator().manual_seed(8))
+    calls = []
+    original = native.winograd_weights
+
+    def counted(weight):
+        calls.append(weight.shape)
+        return original(weight)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "winograd_weights", counted)
+        for step in range(3):
+            gates = model.spn.gates(image)
+            expected = model.spn.gate_net(image)
+            assert _rel(gates, expected) <= 1e-6
+            if step == 0:
+                model.spn.gate_net[4].weight.mul_(-2.0)  # in place
+            elif step == 1:
+                state = {k: v.clone() * 0.5 for k, v in model.spn.state_dict().items()}
+                model.spn.load_state_dict(state)
+        model.spn.gates(image)  # unchanged weights: the kept forms
+    assert len(calls) == 9  # three convolutions, transformed at steps 0, 1 and 2 only
+
+
+def test_winograd_runs_in_inference_of_the_spn8_only(library, monkeypatch):
+    calls = []
+    original = native.winograd3x3
+    monkeypatch.setattr(native, "winograd3x3", lambda *a, **k: calls.append(1) or original(*a, **k))
+    left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
+    model = AnyNet(spn_channels=8).eval()
+    with torch.no_grad():
+        model(left, right)
+    assert len(calls) == 3  # 16 -> 16, 16 -> 16, 16 -> 24
+    model(left, right)[-1].sum().backward()  # with gradients: the plain gate network
+    with torch.no_grad():
+        AnyNet(spn_channels=4).eval()(left, right)  # 8- and 12-channel layers: oneDNN
+    assert len(calls) == 3
+
+
 def _model_with_statistics(spn_channels: int = 8, init_channels: int = 1) -> AnyNet:
     """AnyNet with non-trivial batch-norm statistics, so that each affine step matters."""
     model = AnyNet(init_channels=init_channels, spn_channels=spn_channels).eval()

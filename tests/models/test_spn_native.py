@@ -91,14 +91,21 @@ def test_native_gradient_for_some_inputs_only(kernels):
     assert abs(float(grad[0, 1, 2, 3]) - float(numeric)) < 1e-8
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 7, 11), (1, 8, 96, 312), (1, 2, 1, 4)])
-def test_normalising_kernel_equals_normalised_gates(kernels, shape):
-    """SPNRefinement's inference path: one pass over channels-last gates, divided by
-    |g1| + |g2| + |g3| + 1e-8; the same operations as the plane kernel, so equal to it."""
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 7, 11), (1, 8, 96, 312), (1, 2, 1, 4), (3, 8, 5, 6), (2, 16, 4, 9)]
+)
+@pytest.mark.parametrize("precision", [torch.float32, torch.float64])
+def test_normalising_kernel_equals_normalised_gates(kernels, shape, precision):
+    """SPNRefinement's inference path: channels-last gates, divided by |g1| + |g2| + |g3| +
+    1e-8; the same operations as the plane kernel, so equal to it (vectorised where the
+    channels fill whole vectors, 8 floats or 4 doubles; scalar steps otherwise)."""
     gen = torch.Generator().manual_seed(4)
     b, c, h, w = shape
-    x = torch.randn(*shape, generator=gen)
-    gates = torch.randn(b, 3 * c, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(*shape, generator=gen).to(precision)
+    gates = torch.randn(b, 3 * c, h, w, generator=gen).to(precision)
+    gates[0, :, 0, 1] = 0.0  # all gates 0: a = 0 / 1e-8 = 0
+    gates[-1, c : 2 * c, -1, -1] = -0.0
+    gates = gates.contiguous(memory_format=torch.channels_last)
     g1, g2, g3 = gates.split(c, 1)
     norm = g1.abs() + g2.abs() + g3.abs() + 1e-8
     out = native.spn_forward_normalized(kernels.library, x, gates)
