@@ -19,8 +19,9 @@ Every stage returns a full-resolution ``(B, 1, H, W)`` disparity; ``stages=k`` s
 CPU inference (eval mode, no gradients, float32/float64, eager) uses the C kernels of
 :mod:`~lightning_depth.models.native` for the steps oneDNN handles poorly (the convolutions with
 few output channels, the 3D layers' depth-tap sums with the next batch norm and ReLU, the 2x2
-max pooling, the SPN with its gate normalisation): 1.4-1.7x faster at 384 x 1248, equal to the
-PyTorch forms to float rounding (tests). Training, export, tracing, ``torch.compile``, other
+max pooling, the resizes, the SPN with its gate normalisation, and the gate network's 16-channel
+convolutions by Winograd's algorithm): 1.7x faster at 384 x 1248, equal to the PyTorch forms
+to float rounding (tests). Training, export, tracing, ``torch.compile``, other
 devices and ``native.kernels_enabled(False)`` use the PyTorch forms (training keeps the SPN's
 C kernels, forward and backward, by default).
 """

@@ -720,7 +720,8 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 #: output channels: all of the U-Net's with the default ``init_channels=1`` (1 to 8 outputs),
 #: where oneDNN, which vectorises over output channels, runs at a few GFLOP/s. Measured on 2
 #: cores at 384 x 1248 (both views): the ten U-Net convolutions after the stem 4.1 ms in
-#: oneDNN, 1.2 ms here; with 16 outputs (the SPN's gate network) oneDNN is 2x faster.
+#: oneDNN, 1.2 ms here; with 16 outputs oneDNN is 2x faster than this loop (the SPN's gate
+#: network's 16-channel layers run as :func:`winograd3x3` instead).
 FEW_CHANNELS = 8
 #: :func:`winograd3x3` takes ``(O, 16, 3, 3)`` weights with these ``O`` (the 8-channel SPN's
 #: gate network: 16 -> 16 twice, 16 -> 24).
