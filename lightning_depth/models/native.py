@@ -177,7 +177,7 @@ static inline vec_f32 vsplat_f32(float v) { vec_f32 r = {v, v, v, v, v, v, v, v}
 static inline vec_f64 vsplat_f64(double v) { vec_f64 r = {v, v, v, v}; return r; }
 
 #define SPN_KERNELS(T, S)                                                                    \
-static int spn_forward_planes_##S(const T* x, const T* g1, const T* g2, const T* g3,       \
+static int spn_forward_planes_##S(const T* x, const T* g1, const T* g2, const T* g3,         \
                                  T* out, int64_t H, int64_t W, int64_t p0, int64_t p1) {     \
     for (int64_t p = p0; p < p1; ++p) {                                                      \
         const int64_t o = p * H * W;                                                         \
@@ -209,9 +209,9 @@ void spn_forward_##S(const T* x, const T* g1, const T* g2, const T* g3, T* out, 
                                                                                              \
 /* Inference on channels-last tensors, with SPNRefinement's gate normalisation: x and out    \
    (B, H, W, C), gates (B, H, W, 3C) holding g1, g2, g3 (the gate network's output, as it    \
-   comes), a_k = g_k / (|g1| + |g2| + |g3| + 1e-8). The C channels of a pixel are contiguous:\
+   comes), a_k = g_k / (|g1| + |g2| + |g3| + 1e-8). The C channels of a pixel are contiguous: \
    vectors of VL_S channels where C is a multiple of VL_S, scalar steps otherwise (the same  \
-   operations either way; |e| by clearing the sign bit gives the sum e < 0 ? -e : e gives).  \
+   operations either way: |e| by clearing the sign bit adds up as e < 0 ? -e : e does).      \
    Rows r0 <= r < r1 of column w. */                                                         \
 static void spn_cl_column_##S(const T* xb, const T* gb, T* ob, int64_t C, int64_t H,         \
                               int64_t W, int64_t w, int64_t r0, int64_t r1) {                \
@@ -235,7 +235,7 @@ static void spn_cl_column_##S(const T* xb, const T* gb, T* ob, int64_t C, int64_
             const int64_t c = v * VL_##S;                                                    \
             const vec_##S e1 = vload_##S(g + c), e2 = vload_##S(g + C + c);                  \
             const vec_##S e3 = vload_##S(g + 2 * C + c);                                     \
-            const vec_##S n = (vec_##S)((ivec_##S)e1 & ~sign) + (vec_##S)((ivec_##S)e2 & ~sign)\
+            const vec_##S n = (vec_##S)((ivec_##S)e1 & ~sign) + (vec_##S)((ivec_##S)e2 & ~sign) \
                               + (vec_##S)((ivec_##S)e3 & ~sign) + eps;                       \
             const vec_##S a1 = top ? zero : e1 / n, a2 = e2 / n;                             \
             const vec_##S a3 = bottom ? zero : e3 / n;                                       \
@@ -262,7 +262,7 @@ static void spn_cl_column_##S(const T* xb, const T* gb, T* ob, int64_t C, int64_
 }                                                                                            \
                                                                                              \
 /* Columns left to right; within a column the rows are split over `threads` threads, which   \
-   meet at a barrier before the next column (it reads the rows around each thread's band). */\
+   meet at a barrier before the next column (it reads the rows around each thread's band). */ \
 void spn_forward_cl_##S(const T* x, const T* gates, T* out, int64_t B, int64_t C,            \
                         int64_t H, int64_t W, int64_t threads) {                             \
     const int64_t n_ = threads < H ? threads : H;                                            \
@@ -281,7 +281,7 @@ void spn_forward_cl_##S(const T* x, const T* gates, T* out, int64_t B, int64_t C
     (void)n_;                                                                                \
 }                                                                                            \
                                                                                              \
-static int spn_backward_planes_##S(const T* x, const T* g1, const T* g2, const T* g3,      \
+static int spn_backward_planes_##S(const T* x, const T* g1, const T* g2, const T* g3,        \
                                   const T* h, const T* grad, T* dh, T* gx, T* gg1, T* gg2,   \
                                   T* gg3, int64_t H, int64_t W, int64_t p0, int64_t p1) {    \
     for (int64_t p = p0; p < p1; ++p) {                                                      \
@@ -320,7 +320,7 @@ static int spn_backward_planes_##S(const T* x, const T* g1, const T* g2, const T
     return 0;                                                                                \
 }                                                                                            \
                                                                                              \
-void spn_backward_##S(const T* x, const T* g1, const T* g2, const T* g3, const T* h,          \
+void spn_backward_##S(const T* x, const T* g1, const T* g2, const T* g3, const T* h,         \
                       const T* grad, T* dh, T* gx, T* gg1, T* gg2, T* gg3,                   \
                       int64_t H, int64_t W, int64_t lo, int64_t hi, int64_t threads) {       \
     int status = 0;                                                                          \
@@ -433,7 +433,7 @@ int conv3x3_##S(const T* in, const T* weight, const T* bias, const T* scale, con
     }
 
 #define TAP_KERNEL(T, S)                                                                     \
-static int tap_sum_pixels_##S(const T* taps, T* out, const T* scale, const T* shift,       \
+static int tap_sum_pixels_##S(const T* taps, T* out, const T* scale, const T* shift,         \
                              const T* zeros, int64_t slices, int64_t D, int64_t P,           \
                              int64_t O, int64_t p0, int64_t p1) {                            \
     for (int64_t i = 0; i < slices; ++i) {                                                   \
@@ -469,7 +469,7 @@ void tap_sum_##S(const T* taps, T* out, const T* scale, const T* shift, const T*
 /* 2x2 max pooling, stride 2, of contiguous H x W planes (floor sizes). NaN propagates, as in
    PyTorch's kernel: a value replaces the maximum if it is larger or NaN. */
 #define POOL_KERNEL(T, S)                                                                    \
-static int max_pool_planes_##S(const T* in, T* restrict out, int64_t H, int64_t W,          \
+static int max_pool_planes_##S(const T* in, T* restrict out, int64_t H, int64_t W,           \
                                int64_t p0, int64_t p1) {                                     \
     const int64_t Ho = H / 2, Wo = W / 2;                                                    \
     for (int64_t p = p0; p < p1; ++p) {                                                      \
@@ -505,7 +505,7 @@ void max_pool2x2_##S(const T* in, T* out, int64_t H, int64_t W, int64_t lo, int6
 #define RESIZE_KERNEL(T, S)                                                                  \
 static void resize_index_##S(int64_t in, int64_t out, int64_t align, int64_t i,              \
                              int64_t* i0, int64_t* i1, T* l0, T* l1) {                       \
-    if (in == out) { *i0 = i; *i1 = i; *l0 = (T)1; *l1 = (T)0; return; }                    \
+    if (in == out) { *i0 = i; *i1 = i; *l0 = (T)1; *l1 = (T)0; return; }                     \
     const T scale = align ? (out > 1 ? (T)(in - 1) / (T)(out - 1) : (T)0) : (T)in / (T)out;  \
     T real = align ? scale * (T)i : scale * ((T)i + (T)0.5) - (T)0.5;                        \
     if (real < 0) real = 0;                                                                  \
@@ -587,7 +587,7 @@ RESIZE_KERNEL(float, f32)
 RESIZE_KERNEL(double, f64)
 
 /* Winograd F(2x2, 3x3) convolution, stride 1, padding 1, for the SPN's gate network: NHWC
-   input of WG_CIN = 16 channels (ReLU applied on loading if relu_in), weights transformed to
+   input of WG_CIN = 16 channels (ReLU applied on loading if relu), weights transformed to
    u = (16 positions, WG_CIN, cout) by the caller (G g G^T), NHWC output of cout = 16 or 24
    channels. Each 2x2 output tile: input transform B^T d B (vectorised over the channels),
    16 products of (1 x WG_CIN) by (WG_CIN x cout) summed in the order of the input channels,
@@ -603,22 +603,22 @@ RESIZE_KERNEL(double, f64)
 #define WG_MADD_f32(acc, a, b) ((acc) + (a) * (b))
 #define WG_MADD_f64(acc, a, b) ((acc) + (a) * (b))
 #endif
-#define WINOGRAD_KERNEL(T, S)                                                            \
-enum { WG_NB_##S = WG_CIN / VL_##S };                                                       \
+#define WINOGRAD_KERNEL(T, S)                                                                \
+enum { WG_NB_##S = WG_CIN / VL_##S };                                                        \
 /* v[16][WG_CIN]: B^T d B of the 4 x 4 x WG_CIN patch whose top-left pixel is (r0, c0). */   \
-static void wg_input_##S(const T* x, int64_t h, int64_t w, int64_t r0, int64_t c0,          \
+static void wg_input_##S(const T* x, int64_t h, int64_t w, int64_t r0, int64_t c0,           \
                          int64_t relu, T v[16][WG_CIN]) {                                    \
-    const vec_##S zero = {0};                                                             \
+    const vec_##S zero = {0};                                                                \
     for (int b = 0; b < WG_NB_##S; ++b) {                                                    \
-        vec_##S d[4][4], t[4][4];                                                         \
+        vec_##S d[4][4], t[4][4];                                                            \
         for (int i = 0; i < 4; ++i)                                                          \
             for (int j = 0; j < 4; ++j) {                                                    \
                 const int64_t r = r0 + i, c = c0 + j;                                        \
                 d[i][j] = zero;                                                              \
                 if (r >= 0 && r < h && c >= 0 && c < w) {                                    \
-                    d[i][j] = vload_##S(x + (r * w + c) * WG_CIN + b * VL_##S);          \
+                    d[i][j] = vload_##S(x + (r * w + c) * WG_CIN + b * VL_##S);              \
                     if (relu) /* max(x, 0), NaN kept as torch.relu keeps it */               \
-                        d[i][j] = (vec_##S)((ivec_##S)d[i][j] &                        \
+                        d[i][j] = (vec_##S)((ivec_##S)d[i][j] &                              \
                                   ((d[i][j] > zero) | (d[i][j] != d[i][j])));                \
                 }                                                                            \
             }                                                                                \
@@ -629,10 +629,10 @@ static void wg_input_##S(const T* x, int64_t h, int64_t w, int64_t r0, int64_t c
             t[3][j] = d[1][j] - d[3][j];                                                     \
         }                                                                                    \
         for (int i = 0; i < 4; ++i) {                                                        \
-            vstore_##S(v[4 * i + 0] + b * VL_##S, t[i][0] - t[i][2]);                   \
-            vstore_##S(v[4 * i + 1] + b * VL_##S, t[i][1] + t[i][2]);                   \
-            vstore_##S(v[4 * i + 2] + b * VL_##S, t[i][2] - t[i][1]);                   \
-            vstore_##S(v[4 * i + 3] + b * VL_##S, t[i][1] - t[i][3]);                   \
+            vstore_##S(v[4 * i + 0] + b * VL_##S, t[i][0] - t[i][2]);                        \
+            vstore_##S(v[4 * i + 1] + b * VL_##S, t[i][1] + t[i][2]);                        \
+            vstore_##S(v[4 * i + 2] + b * VL_##S, t[i][2] - t[i][1]);                        \
+            vstore_##S(v[4 * i + 3] + b * VL_##S, t[i][1] - t[i][3]);                        \
         }                                                                                    \
     }                                                                                        \
 }                                                                                            \
@@ -653,13 +653,13 @@ int winograd3x3_##S(const T* x, const T* u, T* y, int64_t h, int64_t w, int64_t 
 
 /* Tile rows t0 <= t < t1 of the batch (t = image * ceil(h / 2) + tile row) for COUT outputs. */
 #define WINOGRAD_ROWS(T, S, COUT)                                                            \
-static int winograd_rows_##S##_##COUT(const T* x, const T* u, T* y, int64_t h, int64_t w,   \
+static int winograd_rows_##S##_##COUT(const T* x, const T* u, T* y, int64_t h, int64_t w,    \
                                       int64_t relu, int64_t t0, int64_t t1) {                \
-    enum { NO = COUT / VL_##S };                                                           \
+    enum { NO = COUT / VL_##S };                                                             \
     const int64_t th = (h + 1) / 2, tw = (w + 1) / 2;                                        \
-    const vec_##S zero = {0};                                                             \
+    const vec_##S zero = {0};                                                                \
     T v[WG_TILES][16][WG_CIN];                                                               \
-    vec_##S m[WG_TILES][16][NO];                                                          \
+    vec_##S m[WG_TILES][16][NO];                                                             \
     for (int64_t t = t0; t < t1; ++t) {                                                      \
         const int64_t n = t / th, ty = t % th;                                               \
         const T* xn = x + n * h * w * WG_CIN;                                                \
@@ -668,15 +668,15 @@ static int winograd_rows_##S##_##COUT(const T* x, const T* u, T* y, int64_t h, i
             for (int k = 0; k < WG_TILES; ++k)                                               \
                 wg_input_##S(xn, h, w, 2 * ty - 1, 2 * (tx0 + k) - 1, relu, v[k]);           \
             for (int p = 0; p < 16; ++p) {                                                   \
-                vec_##S acc[WG_TILES][NO];                                                \
+                vec_##S acc[WG_TILES][NO];                                                   \
                 for (int k = 0; k < WG_TILES; ++k)                                           \
                     for (int o = 0; o < NO; ++o) acc[k][o] = zero;                           \
                 const T* up = u + p * WG_CIN * COUT;                                         \
                 for (int c = 0; c < WG_CIN; ++c) {                                           \
-                    vec_##S uu[NO];                                                       \
+                    vec_##S uu[NO];                                                          \
                     for (int o = 0; o < NO; ++o) uu[o] = vload_##S(up + c * COUT + o * VL_##S); \
                     for (int k = 0; k < WG_TILES; ++k) {                                     \
-                        const vec_##S vv = vsplat_##S(v[k][p][c]);                               \
+                        const vec_##S vv = vsplat_##S(v[k][p][c]);                           \
                         for (int o = 0; o < NO; ++o) acc[k][o] = WG_MADD_##S(acc[k][o], vv, uu[o]); \
                     }                                                                        \
                 }                                                                            \
@@ -686,7 +686,7 @@ static int winograd_rows_##S##_##COUT(const T* x, const T* u, T* y, int64_t h, i
             for (int k = 0; k < WG_TILES && tx0 + k < tw; ++k) {                             \
                 const int64_t tx = tx0 + k;                                                  \
                 for (int o = 0; o < NO; ++o) {                                               \
-                    vec_##S s[2][4], out[2][2];                                           \
+                    vec_##S s[2][4], out[2][2];                                              \
                     for (int j = 0; j < 4; ++j) {                                            \
                         s[0][j] = m[k][j][o] + m[k][4 + j][o] + m[k][8 + j][o];              \
                         s[1][j] = m[k][4 + j][o] - m[k][8 + j][o] - m[k][12 + j][o];         \
@@ -697,8 +697,8 @@ static int winograd_rows_##S##_##COUT(const T* x, const T* u, T* y, int64_t h, i
                     }                                                                        \
                     for (int i = 0; i < 2 && 2 * ty + i < h; ++i)                            \
                         for (int j = 0; j < 2 && 2 * tx + j < w; ++j)                        \
-                            vstore_##S(yn + ((2 * ty + i) * w + 2 * tx + j) * COUT         \
-                                         + o * VL_##S, out[i][j]);                         \
+                            vstore_##S(yn + ((2 * ty + i) * w + 2 * tx + j) * COUT           \
+                                         + o * VL_##S, out[i][j]);                           \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
