@@ -314,11 +314,11 @@ class SPNRefinement(nn.Module):
         # 11 ms -> 6 ms at 96 x 312).
         x = image.contiguous(memory_format=torch.channels_last)
         first, *rest = self.gate_net[::2]  # the convolutions; a ReLU between each two
-        library = native.inference_kernels(x, *(conv.weight for conv in rest))
-        if library is None or any(native.winograd_kernels(c.weight, x) is None for c in rest):
+        libraries = [native.winograd_kernels(conv.weight, x) for conv in rest]
+        if any(library is None for library in libraries):
             return self.gate_net(x)
         x = first(x)
-        for weight in self._winograd_weights(rest):
+        for library, weight in zip(libraries, self._winograd_weights(rest)):
             x = native.winograd3x3(library, x, weight, relu_input=True, transformed=True)
         return x
 

@@ -158,9 +158,6 @@ int64_t native_openmp(void) {
 #define THREAD_COUNT 1
 #endif
 
-/* SPN, left to right. Plane p (a (b, c) pair) is a contiguous H x W block. Same operations in
-   the same order as spn.py's PyTorch form: base = ((1 - a1) - a2) - a3) * x with the masked
-   gates, then + a2 * left, + a1 * upper left, + a3 * lower left. */
 /* 32-byte vectors (GCC/clang vector extensions: AVX registers where built with AVX, pairs of
    128-bit ones elsewhere): VL_S values each; integer twins for bit operations. */
 typedef float vec_f32 __attribute__((vector_size(32)));
@@ -176,6 +173,9 @@ static inline void vstore_f64(double* p, vec_f64 v) { memcpy(p, &v, sizeof v); }
 static inline vec_f32 vsplat_f32(float v) { vec_f32 r = {v, v, v, v, v, v, v, v}; return r; }
 static inline vec_f64 vsplat_f64(double v) { vec_f64 r = {v, v, v, v}; return r; }
 
+/* SPN, left to right. Plane p (a (b, c) pair) is a contiguous H x W block. Same operations in
+   the same order as spn.py's PyTorch form: base = ((1 - a1) - a2) - a3) * x with the masked
+   gates, then + a2 * left, + a1 * upper left, + a3 * lower left. */
 #define SPN_KERNELS(T, S)                                                                    \
 static int spn_forward_planes_##S(const T* x, const T* g1, const T* g2, const T* g3,         \
                                  T* out, int64_t H, int64_t W, int64_t p0, int64_t p1) {     \
@@ -603,53 +603,6 @@ RESIZE_KERNEL(double, f64)
 #define WG_MADD_f32(acc, a, b) ((acc) + (a) * (b))
 #define WG_MADD_f64(acc, a, b) ((acc) + (a) * (b))
 #endif
-#define WINOGRAD_KERNEL(T, S)                                                                \
-enum { WG_NB_##S = WG_CIN / VL_##S };                                                        \
-/* v[16][WG_CIN]: B^T d B of the 4 x 4 x WG_CIN patch whose top-left pixel is (r0, c0). */   \
-static void wg_input_##S(const T* x, int64_t h, int64_t w, int64_t r0, int64_t c0,           \
-                         int64_t relu, T v[16][WG_CIN]) {                                    \
-    const vec_##S zero = {0};                                                                \
-    for (int b = 0; b < WG_NB_##S; ++b) {                                                    \
-        vec_##S d[4][4], t[4][4];                                                            \
-        for (int i = 0; i < 4; ++i)                                                          \
-            for (int j = 0; j < 4; ++j) {                                                    \
-                const int64_t r = r0 + i, c = c0 + j;                                        \
-                d[i][j] = zero;                                                              \
-                if (r >= 0 && r < h && c >= 0 && c < w) {                                    \
-                    d[i][j] = vload_##S(x + (r * w + c) * WG_CIN + b * VL_##S);              \
-                    if (relu) /* max(x, 0), NaN kept as torch.relu keeps it */               \
-                        d[i][j] = (vec_##S)((ivec_##S)d[i][j] &                              \
-                                  ((d[i][j] > zero) | (d[i][j] != d[i][j])));                \
-                }                                                                            \
-            }                                                                                \
-        for (int j = 0; j < 4; ++j) {                                                        \
-            t[0][j] = d[0][j] - d[2][j];                                                     \
-            t[1][j] = d[1][j] + d[2][j];                                                     \
-            t[2][j] = d[2][j] - d[1][j];                                                     \
-            t[3][j] = d[1][j] - d[3][j];                                                     \
-        }                                                                                    \
-        for (int i = 0; i < 4; ++i) {                                                        \
-            vstore_##S(v[4 * i + 0] + b * VL_##S, t[i][0] - t[i][2]);                        \
-            vstore_##S(v[4 * i + 1] + b * VL_##S, t[i][1] + t[i][2]);                        \
-            vstore_##S(v[4 * i + 2] + b * VL_##S, t[i][2] - t[i][1]);                        \
-            vstore_##S(v[4 * i + 3] + b * VL_##S, t[i][1] - t[i][3]);                        \
-        }                                                                                    \
-    }                                                                                        \
-}                                                                                            \
-WINOGRAD_ROWS(T, S, 16)                                                                      \
-WINOGRAD_ROWS(T, S, 24)                                                                      \
-int winograd3x3_##S(const T* x, const T* u, T* y, int64_t h, int64_t w, int64_t cout,        \
-                    int64_t relu, int64_t lo, int64_t hi, int64_t threads) {                 \
-    int status = 0;                                                                          \
-    if (cout == 16) {                                                                        \
-        SPLIT_RANGE(status, threads, lo, hi, winograd_rows_##S##_16(x, u, y, h, w, relu, a, b)) \
-    } else if (cout == 24) {                                                                 \
-        SPLIT_RANGE(status, threads, lo, hi, winograd_rows_##S##_24(x, u, y, h, w, relu, a, b)) \
-    } else {                                                                                 \
-        status = 1;                                                                          \
-    }                                                                                        \
-    return status;                                                                           \
-}
 
 /* Tile rows t0 <= t < t1 of the batch (t = image * ceil(h / 2) + tile row) for COUT outputs. */
 #define WINOGRAD_ROWS(T, S, COUT)                                                            \
@@ -704,6 +657,54 @@ static int winograd_rows_##S##_##COUT(const T* x, const T* u, T* y, int64_t h, i
         }                                                                                    \
     }                                                                                        \
     return 0;                                                                                \
+}
+
+#define WINOGRAD_KERNEL(T, S)                                                                \
+enum { WG_NB_##S = WG_CIN / VL_##S };                                                        \
+/* v[16][WG_CIN]: B^T d B of the 4 x 4 x WG_CIN patch whose top-left pixel is (r0, c0). */   \
+static void wg_input_##S(const T* x, int64_t h, int64_t w, int64_t r0, int64_t c0,           \
+                         int64_t relu, T v[16][WG_CIN]) {                                    \
+    const vec_##S zero = {0};                                                                \
+    for (int b = 0; b < WG_NB_##S; ++b) {                                                    \
+        vec_##S d[4][4], t[4][4];                                                            \
+        for (int i = 0; i < 4; ++i)                                                          \
+            for (int j = 0; j < 4; ++j) {                                                    \
+                const int64_t r = r0 + i, c = c0 + j;                                        \
+                d[i][j] = zero;                                                              \
+                if (r >= 0 && r < h && c >= 0 && c < w) {                                    \
+                    d[i][j] = vload_##S(x + (r * w + c) * WG_CIN + b * VL_##S);              \
+                    if (relu) /* max(x, 0), NaN kept as torch.relu keeps it */               \
+                        d[i][j] = (vec_##S)((ivec_##S)d[i][j] &                              \
+                                  ((d[i][j] > zero) | (d[i][j] != d[i][j])));                \
+                }                                                                            \
+            }                                                                                \
+        for (int j = 0; j < 4; ++j) {                                                        \
+            t[0][j] = d[0][j] - d[2][j];                                                     \
+            t[1][j] = d[1][j] + d[2][j];                                                     \
+            t[2][j] = d[2][j] - d[1][j];                                                     \
+            t[3][j] = d[1][j] - d[3][j];                                                     \
+        }                                                                                    \
+        for (int i = 0; i < 4; ++i) {                                                        \
+            vstore_##S(v[4 * i + 0] + b * VL_##S, t[i][0] - t[i][2]);                        \
+            vstore_##S(v[4 * i + 1] + b * VL_##S, t[i][1] + t[i][2]);                        \
+            vstore_##S(v[4 * i + 2] + b * VL_##S, t[i][2] - t[i][1]);                        \
+            vstore_##S(v[4 * i + 3] + b * VL_##S, t[i][1] - t[i][3]);                        \
+        }                                                                                    \
+    }                                                                                        \
+}                                                                                            \
+WINOGRAD_ROWS(T, S, 16)                                                                      \
+WINOGRAD_ROWS(T, S, 24)                                                                      \
+int winograd3x3_##S(const T* x, const T* u, T* y, int64_t h, int64_t w, int64_t cout,        \
+                    int64_t relu, int64_t lo, int64_t hi, int64_t threads) {                 \
+    int status = 0;                                                                          \
+    if (cout == 16) {                                                                        \
+        SPLIT_RANGE(status, threads, lo, hi, winograd_rows_##S##_16(x, u, y, h, w, relu, a, b)) \
+    } else if (cout == 24) {                                                                 \
+        SPLIT_RANGE(status, threads, lo, hi, winograd_rows_##S##_24(x, u, y, h, w, relu, a, b)) \
+    } else {                                                                                 \
+        status = 1;                                                                          \
+    }                                                                                        \
+    return status;                                                                           \
 }
 
 WINOGRAD_KERNEL(float, f32)
@@ -954,9 +955,14 @@ def winograd_kernels(weight: torch.Tensor, *tensors: torch.Tensor) -> Optional[c
     ``None`` also where the weight is not ``(O, 16, 3, 3)`` with ``O`` in
     :data:`WINOGRAD_OUT_CHANNELS`."""
     o, c, kh, kw = weight.shape
-    if (c, kh, kw) != (WINOGRAD_IN_CHANNELS, 3, 3) or o not in WINOGRAD_OUT_CHANNELS:
+    if (kh, kw) != (3, 3) or not _winograd_channels(o, c):
         return None
     return inference_kernels(*tensors, weight)
+
+
+def _winograd_channels(outputs: int, inputs: int) -> bool:
+    """Whether :func:`winograd3x3` has a kernel for these channel counts."""
+    return inputs == WINOGRAD_IN_CHANNELS and outputs in WINOGRAD_OUT_CHANNELS
 
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
@@ -1000,7 +1006,7 @@ def winograd3x3(
     n, c, h, w = x.shape
     o = weight.shape[-1] if transformed else weight.shape[0]
     expected = (16, c, o) if transformed else (o, c, 3, 3)
-    if weight.shape != expected or c != WINOGRAD_IN_CHANNELS or o not in WINOGRAD_OUT_CHANNELS:
+    if weight.shape != expected or not _winograd_channels(o, c):
         raise ValueError(
             f"winograd3x3: weight must be (O, {WINOGRAD_IN_CHANNELS}, 3, 3) (transformed: (16, "
             f"{WINOGRAD_IN_CHANNELS}, O)) with O in "
